@@ -1,0 +1,131 @@
+"""Checkpoints: tensors in safetensors, everything else in JSON (never pickle).
+
+Files are written atomically (temporary file + ``os.replace``), so a crash leaves either the
+previous or the new checkpoint, never a truncated one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Tuple
+
+import torch
+import torch.nn as nn
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .config import ASAPConfig
+
+PathLike = str | os.PathLike
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_tensors(path: PathLike, tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> None:
+    """Atomically write ``tensors`` to a safetensors file with ``meta`` (JSON) as metadata."""
+    t = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    _atomic_write(Path(path), lambda tmp: save_file(t, tmp, metadata={"asapnet": json.dumps(meta)}))
+
+
+def load_tensors(path: PathLike) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """Read a safetensors file written by :func:`save_tensors` -> (tensors, meta).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a valid safetensors checkpoint (the message names the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("asapnet", "{}"))
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise ValueError(f"{path}: not a valid safetensors checkpoint ({e})") from None
+    return tensors, meta
+
+
+def prefixed(prefix: str, sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v for k, v in sd.items()}
+
+
+def unprefixed(prefix: str, sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    n = len(prefix) + 1
+    return {k[n:]: v for k, v in sd.items() if k.startswith(prefix + ".")}
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """Split an optimizer state dict into tensors (safetensors) and JSON-able scalars."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{pid}.{k}"] = v
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def load_optimizer(opt: torch.optim.Optimizer, tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> None:
+    state: Dict[int, Dict[str, Any]] = {}
+    for key, v in tensors.items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    for key, v in meta["scalars"].items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_generator(path: PathLike, model: nn.Module, model_name: str, config: Dict[str, Any],
+                   extra: Dict[str, Any] | None = None) -> None:
+    """Write an inference checkpoint: ``path`` (safetensors, config in its metadata) and a
+    human-readable ``path.json`` with the same config."""
+    meta = {"model": model_name, "config": config, **(extra or {})}
+    save_tensors(path, model.state_dict(), meta)
+    _atomic_write(Path(str(path) + ".json"),
+                  lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2, sort_keys=True)))
+
+
+def load_generator(path: PathLike, map_location: str = "cpu") -> Tuple[nn.Module, Dict[str, Any]]:
+    """Load a generator checkpoint written by :func:`save_generator` or a training state.
+
+    Returns:
+        (model in eval mode, metadata dict with ``model`` and ``config``).
+
+    Raises:
+        FileNotFoundError, ValueError: missing file, not an asapnet checkpoint, or weights that do
+        not fit the stored config.
+    """
+    from .models import create_model
+
+    tensors, meta = load_tensors(path)
+    if "model" not in meta or "config" not in meta:
+        raise ValueError(f"{path}: safetensors file has no asapnet model/config metadata")
+    if any(k.startswith("G.") for k in tensors):
+        tensors = unprefixed("G", tensors)
+    cfg = meta["config"]
+    model = create_model(meta["model"], cfg=ASAPConfig.from_dict(cfg)) if meta["model"] == "asap" \
+        else create_model(meta["model"], **cfg)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not match the stored config: {e}") from None
+    return model.to(map_location).eval(), meta

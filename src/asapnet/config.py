@@ -1,0 +1,191 @@
+"""Typed configuration dataclasses and the named presets of the ASAP-Net paper.
+
+Configs are plain data: they are built by the caller (CLI, notebook, test) and passed
+explicitly to constructors. Presets are a dict of named configs, not subclasses.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple
+
+# Cityscapes: 35 label ids (0..33 used, plus 'license plate' -1 mapped out) + 1 instance-edge channel,
+# the input of the released reference model (label_nc=35, no dontcare channel, with instance edges).
+CITYSCAPES_NUM_CLASSES = 35
+
+
+@dataclass
+class ASAPConfig:
+    """Configuration of :class:`asapnet.models.asap.ASAPGenerator` (paper §3, supplement).
+
+    Attributes:
+        in_channels: channels C of the input (N, C, H, W); one-hot classes (+1 for the instance
+            edge map) for label maps, 1 or 3 for images.
+        out_channels: channels of the output image (3 for RGB, 1 for gray).
+        s1: bilinear (anti-aliased) downsampling factor before the LR stream (§3.2).
+        s2: downsampling factor of the strided convolutions of the LR stream; a power of two (§3.2).
+        lr_width: width of the first LR-stream convolutions.
+        lr_max_width: width of the deep LR-stream blocks (1024 in the paper).
+        lr_depth: number of 3x3 conv + norm + ReLU blocks at ``lr_max_width`` (7 in the paper).
+        hr_width: hidden width of the per-pixel MLPs (64 in the paper).
+        hr_depth: number of linear layers of the per-pixel MLPs (5 in the paper).
+        positional_encoding: feed sin/cos of 2*pi*x/2^k, k=1..log2(S) to the MLPs (§3.3).
+            ``False`` is the paper's Fig. 9b ablation.
+        spatially_uniform: predict one MLP per image instead of one per S x S tile
+            (the paper's Fig. 9c ablation).
+        norm: normalisation of the LR stream: ``"instance"``, ``"batch"`` or ``"none"``.
+        spectral_norm: spectral normalisation of the LR-stream 3x3 convolutions.
+        output_activation: ``"tanh"`` (output in [-1, 1]) or ``"none"``.
+        residual: add the input image to the output (image-to-image tasks with
+            ``in_channels == out_channels``, e.g. denoising).
+    """
+
+    in_channels: int = CITYSCAPES_NUM_CLASSES + 1
+    out_channels: int = 3
+    s1: int = 1
+    s2: int = 16
+    lr_width: int = 64
+    lr_max_width: int = 1024
+    lr_depth: int = 7
+    hr_width: int = 64
+    hr_depth: int = 5
+    positional_encoding: bool = True
+    spatially_uniform: bool = False
+    norm: str = "instance"
+    spectral_norm: bool = True
+    output_activation: str = "tanh"
+    residual: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("s1", "s2"):
+            v = getattr(self, name)
+            if v < 1 or (v & (v - 1)) != 0:
+                raise ValueError(f"ASAPConfig.{name} must be a power of two >= 1, got {v}")
+        if self.hr_depth < 2:
+            raise ValueError(f"ASAPConfig.hr_depth must be >= 2, got {self.hr_depth}")
+        if self.norm not in ("instance", "batch", "none"):
+            raise ValueError(f"ASAPConfig.norm must be instance|batch|none, got {self.norm!r}")
+        if self.output_activation not in ("tanh", "none"):
+            raise ValueError(f"ASAPConfig.output_activation must be tanh|none, got {self.output_activation!r}")
+        if self.residual and self.in_channels != self.out_channels:
+            raise ValueError("ASAPConfig.residual needs in_channels == out_channels")
+
+    @property
+    def S(self) -> int:
+        """Total downsampling factor S = S1 * S2: the side of the tile sharing one MLP."""
+        return self.s1 * self.s2
+
+    @property
+    def num_frequencies(self) -> int:
+        """log2(S): number of positional-encoding frequencies per axis."""
+        return int(math.log2(self.S))
+
+    @property
+    def pe_channels(self) -> int:
+        """Positional-encoding channels: 2 (sin, cos) x 2 (x, y) x log2(S) (§3.3)."""
+        return 4 * self.num_frequencies if self.positional_encoding else 0
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "ASAPConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown ASAPConfig keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+#: Presets named after the paper's settings. S = s1 * s2; the paper sets S1 so that the LR stream
+#: sees at most 256 pixels on the short side (§3.2).
+ASAP_PRESETS: Dict[str, Dict[str, Any]] = {
+    # Cityscapes 256x512: S = 16, 83.2 M parameters with 35 labels + instance edges.
+    "cityscapes-256x512": dict(s1=1, s2=16),
+    # Cityscapes 512x1024: S = 32.
+    "cityscapes-512x1024": dict(s1=2, s2=16),
+    # Cityscapes full resolution 1024x2048: S = 64.
+    "cityscapes-1024x2048": dict(s1=4, s2=16),
+    # CMP Facades 512x512: 12 labels, S = 32.
+    "facades-512": dict(in_channels=12, s1=2, s2=16),
+    # CMP Facades 1024x1024: S = 64.
+    "facades-1024": dict(in_channels=12, s1=4, s2=16),
+    # Small model for CPU training on full-resolution Cityscapes (the shipped default model).
+    "cityscapes-cpu": dict(s1=4, s2=16, lr_width=32, lr_max_width=192, lr_depth=4, hr_width=64),
+    # Tiny model for tests.
+    "tiny": dict(s1=1, s2=4, lr_width=8, lr_max_width=16, lr_depth=1, hr_width=8, hr_depth=3),
+}
+
+
+def asap_preset(name: str, **overrides: Any) -> ASAPConfig:
+    """Return the :class:`ASAPConfig` of preset ``name`` with ``overrides`` applied.
+
+    Raises:
+        KeyError: unknown preset name (the message lists the known ones).
+    """
+    if name not in ASAP_PRESETS:
+        raise KeyError(f"unknown ASAP preset {name!r}; known: {sorted(ASAP_PRESETS)}")
+    return ASAPConfig(**{**ASAP_PRESETS[name], **overrides})
+
+
+@dataclass
+class DiscriminatorConfig:
+    """Multi-scale PatchGAN discriminator (pix2pixHD / SPADE, 'n_layers_D=4', 'num_D=2')."""
+
+    in_channels: int = CITYSCAPES_NUM_CLASSES + 1 + 3
+    ndf: int = 64
+    n_layers: int = 4
+    num_scales: int = 2
+    spectral_norm: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """Options of :func:`asapnet.train.train` (SPADE optimisation procedure, paper §3.4).
+
+    Attributes:
+        steps: total generator steps to run (a resumed run stops at the same total).
+        batch_size: images per step.
+        crop: (height, width) of the full-resolution region on which the HR stream, the
+            discriminator and the losses are evaluated; ``None`` = whole image. With label maps,
+            the LR stream always sees the whole (downsampled) image.
+        load_size: resize inputs to (height, width) before anything else; ``None`` = keep size.
+        lr_g, lr_d: Adam learning rates (TTUR: 1e-4 for G, 4e-4 for D).
+        beta1, beta2: Adam betas ((0, 0.9) as in SPADE).
+        lambda_feat: weight of the discriminator feature-matching loss (10).
+        lambda_vgg: weight of the VGG19 perceptual loss (10); 0 disables it.
+        lambda_l1: optional L1 reconstruction weight (0 in the paper).
+        gan: use the adversarial hinge loss (``False`` = pure reconstruction training).
+        flip: random horizontal flips.
+        seed: RNG seed.
+        num_threads: torch CPU threads (``None`` = torch default).
+    """
+
+    steps: int = 1000
+    batch_size: int = 1
+    crop: Optional[Tuple[int, int]] = (256, 512)
+    load_size: Optional[Tuple[int, int]] = None
+    lr_g: float = 1e-4
+    lr_d: float = 4e-4
+    beta1: float = 0.0
+    beta2: float = 0.9
+    lambda_feat: float = 10.0
+    lambda_vgg: float = 10.0
+    lambda_l1: float = 0.0
+    gan: bool = True
+    flip: bool = True
+    seed: int = 0
+    num_threads: Optional[int] = None
+    sample_every: int = 100
+    checkpoint_every: int = 100
+    log_every: int = 10
+    device: str = "cpu"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True)

@@ -1,0 +1,287 @@
+"""ASAP-Net: Spatially-Adaptive Pixelwise Networks (Shaham et al., CVPR 2021, §3).
+
+A low-resolution convolutional *LR stream* looks at the input downsampled by S = S1 * S2 and
+predicts, for every cell of a coarse grid, the weights and biases of a small MLP. The
+full-resolution *HR stream* evaluates, for every pixel, the MLP of the S x S tile it lies in on
+the pixel's input value concatenated with a sinusoidal positional encoding.
+
+Reading order: ``positional_encoding`` (§3.3) -> ``LRStream`` (§3.2) -> ``HRStream`` (§3.1)
+-> ``ASAPGenerator``.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+from ..config import ASAPConfig, asap_preset
+from .registry import register_model
+
+# ---------------------------------------------------------------------------------------------
+# §3.3 positional encoding
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=32)
+def _positional_encoding_cached(height: int, width: int, num_frequencies: int, device: str,
+                                dtype: torch.dtype) -> torch.Tensor:
+    ys = torch.arange(height, dtype=torch.float64)
+    xs = torch.arange(width, dtype=torch.float64)
+    chans = []
+    for k in range(1, num_frequencies + 1):
+        fx = 2 * math.pi * xs / 2 ** k  # (W,)
+        fy = 2 * math.pi * ys / 2 ** k  # (H,)
+        chans += [torch.sin(fx)[None, :].expand(height, width), torch.cos(fx)[None, :].expand(height, width),
+                  torch.sin(fy)[:, None].expand(height, width), torch.cos(fy)[:, None].expand(height, width)]
+    if not chans:
+        return torch.zeros(1, 0, height, width, dtype=dtype, device=device)
+    pe = torch.stack(chans)[None]  # (1, 4K, H, W)
+    return pe.to(device=device, dtype=dtype).contiguous()
+
+
+def positional_encoding(height: int, width: int, num_frequencies: int,
+                        device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Sinusoidal encoding of pixel positions (paper §3.3).
+
+    For k = 1..``num_frequencies`` the channels are, in this order,
+    sin(2*pi*x/2^k), cos(2*pi*x/2^k), sin(2*pi*y/2^k), cos(2*pi*y/2^k),
+    with x the column and y the row index of the pixel (0-based, in pixels).
+
+    Returns:
+        Tensor of shape (1, 4 * num_frequencies, height, width), values in [-1, 1]. It is cached
+        per (height, width, num_frequencies, device, dtype); treat it as read-only.
+    """
+    return _positional_encoding_cached(int(height), int(width), int(num_frequencies), str(torch.device(device)), dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# §3.2 LR stream: predicts the MLP parameters on a grid S times coarser than the input
+# ---------------------------------------------------------------------------------------------
+
+
+def _conv_norm_relu(cin: int, cout: int, stride: int, norm: str, sn: bool) -> nn.Sequential:
+    conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=(norm == "none"))
+    if sn:
+        conv = _spectral_norm(conv)
+    layers: List[nn.Module] = [conv]
+    if norm == "instance":
+        layers.append(nn.InstanceNorm2d(cout, affine=False))
+    elif norm == "batch":
+        layers.append(nn.BatchNorm2d(cout))
+    layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class LRStream(nn.Module):
+    """Convolutional network G of §3.2, run on the input downsampled by S1.
+
+    3x3 conv (``lr_width``) -> log2(S2) stride-2 3x3 convs (the last widens to ``lr_max_width``)
+    -> ``lr_depth`` x [3x3 conv + norm + ReLU] at ``lr_max_width`` -> 1x1 conv to
+    ``num_params`` channels.
+
+    Input (N, C, H/S1, W/S1) with H/S1, W/S1 multiples of S2; output (N, num_params, H/S, W/S).
+    """
+
+    def __init__(self, cfg: ASAPConfig, num_params: int):
+        super().__init__()
+        num_ds = int(math.log2(cfg.s2))
+        width = cfg.lr_width
+        layers: List[nn.Module] = [_conv_norm_relu(cfg.in_channels, width, 1, "none" if cfg.norm != "batch" else "batch",
+                                                   cfg.spectral_norm)]
+        for i in range(num_ds):
+            out = cfg.lr_max_width if i == num_ds - 1 else width
+            layers.append(_conv_norm_relu(width, out, 2, cfg.norm, cfg.spectral_norm))
+            width = out
+        for _ in range(cfg.lr_depth):
+            layers.append(_conv_norm_relu(width, cfg.lr_max_width, 1, cfg.norm, cfg.spectral_norm))
+            width = cfg.lr_max_width
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Conv2d(width, num_params, 1)
+        self.spatially_uniform = cfg.spatially_uniform
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.head(self.body(x))  # (N, P, H/S, W/S)
+        if self.spatially_uniform:
+            # Fig. 9c ablation: one MLP for the whole image.
+            p = p.mean(dim=(2, 3), keepdim=True).expand_as(p)
+        return p
+
+
+# ---------------------------------------------------------------------------------------------
+# §3.1 HR stream: per-pixel MLPs with spatially varying, input-adaptive parameters
+# ---------------------------------------------------------------------------------------------
+
+
+class HRStream(nn.Module):
+    """Per-pixel MLPs f_p evaluated at full resolution (paper §3.1, Eq. (1)-(2)).
+
+    The MLP of every S x S tile has ``hr_depth`` linear layers of width ``hr_width`` with
+    leaky-ReLU(0.2) hidden activations. Its input is the pixel value (C channels) concatenated
+    with the positional encoding (4 log2 S channels). The parameters of a tile are one column of
+    the LR-stream output, laid out layer by layer as [W_l (c_in x c_out, row major), b_l (c_out)];
+    W_l is scaled by 1/sqrt(c_in) so that the predicted weights start at a sane magnitude.
+
+    This module has no parameters of its own: it is a function of (x, params).
+    """
+
+    def __init__(self, cfg: ASAPConfig, chunk_tiles: int = 256):
+        super().__init__()
+        self.S = cfg.S
+        self.num_frequencies = cfg.num_frequencies if cfg.positional_encoding else 0
+        c_in = cfg.in_channels + cfg.pe_channels
+        widths = [c_in] + [cfg.hr_width] * (cfg.hr_depth - 1) + [cfg.out_channels]
+        self.dims: List[Tuple[int, int]] = list(zip(widths[:-1], widths[1:]))
+        self.num_params = sum(ci * co + co for ci, co in self.dims)
+        self.chunk_tiles = chunk_tiles
+
+    def split_params(self, p: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """Split per-tile parameters (B, P) into [(W_l (B, c_in, c_out), b_l (B, 1, c_out))]."""
+        out, off = [], 0
+        for ci, co in self.dims:
+            w = p[:, off:off + ci * co].reshape(-1, ci, co) * (1.0 / math.sqrt(ci))
+            off += ci * co
+            b = p[:, off:off + co].reshape(-1, 1, co)
+            off += co
+            out.append((w, b))
+        return out
+
+    def mlp(self, h: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """Run the tile MLPs: features (B, T, c_in) with params (B, P) -> (B, T, c_out)."""
+        layers = self.split_params(p)
+        for i, (w, b) in enumerate(layers):
+            h = torch.baddbmm(b, h, w)
+            if i < len(layers) - 1:
+                h = F.leaky_relu(h, 0.2)
+        return h
+
+    def forward(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Evaluate the HR stream.
+
+        Args:
+            x: (N, C, H, W) full-resolution input, H and W multiples of S, float.
+            params: (N, P, H/S, W/S) MLP parameters from the LR stream.
+
+        Returns:
+            (N, out_channels, H, W) pre-activation output.
+        """
+        N, C, H, W = x.shape
+        S = self.S
+        gh, gw = H // S, W // S
+        if params.shape[-2:] != (gh, gw):
+            raise ValueError(f"parameter grid {tuple(params.shape[-2:])} does not match input {H}x{W} with S={S}")
+        feats = x
+        if self.num_frequencies:
+            # Periods 2^k divide S, so the encoding of a tile is the same for every tile.
+            pe = positional_encoding(S, S, self.num_frequencies, x.device, x.dtype)
+            pe = pe.repeat(1, 1, gh, gw).expand(N, -1, H, W)
+            feats = torch.cat([x, pe], dim=1)
+        cin = feats.shape[1]
+        # (N, Cin, gh, S, gw, S) -> (N*gh*gw, S*S, Cin): one row of pixels per tile
+        tiles = feats.reshape(N, cin, gh, S, gw, S).permute(0, 2, 4, 3, 5, 1).reshape(N * gh * gw, S * S, cin)
+        p = params.permute(0, 2, 3, 1).reshape(N * gh * gw, -1)  # (B, P)
+        if torch.is_grad_enabled() or tiles.shape[0] <= self.chunk_tiles:
+            out = self.mlp(tiles, p)
+        else:  # inference: bound peak memory by evaluating a chunk of tiles at a time
+            out = torch.cat([self.mlp(tiles[i:i + self.chunk_tiles], p[i:i + self.chunk_tiles])
+                             for i in range(0, tiles.shape[0], self.chunk_tiles)])
+        co = out.shape[-1]
+        # (N*gh*gw, S*S, Cout) -> (N, Cout, H, W)
+        return out.reshape(N, gh, gw, S, S, co).permute(0, 5, 1, 3, 2, 4).reshape(N, co, H, W)
+
+
+# ---------------------------------------------------------------------------------------------
+# The generator
+# ---------------------------------------------------------------------------------------------
+
+
+class ASAPGenerator(nn.Module):
+    """ASAP-Net generator (paper §3, Fig. 3).
+
+    Input: (N, in_channels, H, W) float: one-hot label maps (+ instance edge map) in {0, 1}, or
+    images in [-1, 1]. Any H, W: the input is replicate-padded to a multiple of S and the output
+    cropped back. Output: (N, out_channels, H, W) in [-1, 1] (``output_activation="tanh"``).
+
+    Raises:
+        ValueError: wrong number of input channels or a non-4D input.
+    """
+
+    def __init__(self, cfg: ASAPConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.hr = HRStream(cfg)
+        self.lr = LRStream(cfg, self.hr.num_params)
+
+    @property
+    def S(self) -> int:
+        return self.cfg.S
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Replicate-pad (N, C, H, W) on the bottom/right to multiples of S."""
+        H, W = x.shape[-2:]
+        ph, pw = (-H) % self.S, (-W) % self.S
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        return x
+
+    def predict_params(self, xp: torch.Tensor) -> torch.Tensor:
+        """LR stream on padded input (N, C, H, W) -> MLP parameters (N, P, H/S, W/S) (§3.2)."""
+        H, W = xp.shape[-2:]
+        s1 = self.cfg.s1
+        xl = xp if s1 == 1 else F.interpolate(xp, size=(H // s1, W // s1), mode="bilinear",
+                                              align_corners=False, antialias=True)
+        return self.lr(xl)
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.dim() != 4:
+            raise ValueError(f"ASAPGenerator expects (N, C, H, W), got shape {tuple(x.shape)}")
+        if x.shape[1] != self.cfg.in_channels:
+            raise ValueError(f"ASAPGenerator expects {self.cfg.in_channels} input channels, got {x.shape[1]}")
+
+    def _finish(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.residual:
+            y = x + y
+        if self.cfg.output_activation == "tanh":
+            y = torch.tanh(y)
+        return y
+
+    def forward(self, x: torch.Tensor, region: Optional[Tuple[int, int, int, int]] = None) -> torch.Tensor:
+        """Translate ``x`` (N, C, H, W) -> (N, out_channels, H, W).
+
+        Args:
+            region: optional (top, left, height, width), all multiples of S, inside the padded
+                input: the LR stream sees the whole image but the HR stream is evaluated only on
+                that region, and the region's output (N, out_channels, height, width) is returned.
+                Used for training at full resolution on crops.
+        """
+        self._check(x)
+        H, W = x.shape[-2:]
+        xp = self.pad(x)
+        params = self.predict_params(xp)
+        if region is None:
+            y = self.hr(xp, params)[..., :H, :W]
+            return self._finish(y, x)
+        top, left, h, w = region
+        S = self.S
+        if any(v % S for v in region) or top + h > xp.shape[-2] or left + w > xp.shape[-1] or h <= 0 or w <= 0:
+            raise ValueError(f"region {region} must be multiples of S={S} inside the padded input {tuple(xp.shape[-2:])}")
+        xc = xp[..., top:top + h, left:left + w]
+        pc = params[..., top // S:(top + h) // S, left // S:(left + w) // S]
+        return self._finish(self.hr(xc, pc), xc)
+
+
+@register_model("asap")
+def asap(preset: Optional[str] = None, cfg: Optional[ASAPConfig] = None, **overrides) -> ASAPGenerator:
+    """Create an :class:`ASAPGenerator` from a preset name, a config, or keyword overrides.
+
+    ``create_model("asap", preset="cityscapes-256x512")``; ``create_model("asap", in_channels=3)``.
+    """
+    if cfg is not None and (preset or overrides):
+        raise ValueError("pass either cfg or preset/overrides, not both")
+    if cfg is None:
+        cfg = asap_preset(preset, **overrides) if preset else ASAPConfig(**overrides)
+    return ASAPGenerator(cfg)

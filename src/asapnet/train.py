@@ -1,0 +1,308 @@
+"""GAN training with the SPADE optimisation procedure (ASAP-Net paper §3.4).
+
+Multi-scale PatchGAN discriminator, hinge loss, feature matching (lambda 10), VGG19 perceptual
+loss (lambda 10), Adam betas (0, 0.9), TTUR (G 1e-4, D 4e-4).
+
+For generators that support it (ASAP-Net), training runs at full resolution on crops: the LR
+stream sees the whole image, the HR stream, the discriminator and the losses only a random
+S-aligned crop. Other generators get the input and target cropped.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset
+
+from .checkpoint import (load_optimizer, load_tensors, optimizer_tensors, prefixed, save_generator, save_tensors,
+                         unprefixed)
+from .config import DiscriminatorConfig, TrainConfig
+from .losses import VGGPerceptualLoss, feature_matching_loss, hinge_d_loss, hinge_g_loss
+from .models.asap import ASAPGenerator
+from .models.discriminator import MultiscaleDiscriminator
+
+STATE_FILE = "state.safetensors"
+GENERATOR_FILE = "generator.safetensors"
+
+
+def label_colors(n: int) -> torch.Tensor:
+    """A fixed colour per class id (n, 3) in [-1, 1] for visualising label maps."""
+    g = torch.Generator().manual_seed(12345)
+    return torch.rand(n, 3, generator=g) * 2 - 1
+
+
+def visualize_input(x: torch.Tensor, num_classes: Optional[int]) -> torch.Tensor:
+    """Generator input (N, C, H, W) -> an RGB picture (N, 3, H, W) in [-1, 1]."""
+    if num_classes is None:
+        return x[:, :3] if x.shape[1] >= 3 else x[:, :1].expand(-1, 3, -1, -1)
+    idx = x[:, :num_classes].argmax(1)  # (N, H, W)
+    rgb = label_colors(num_classes).to(x.device)[idx].permute(0, 3, 1, 2)
+    if x.shape[1] > num_classes:  # instance edges in white
+        rgb = torch.where(x[:, num_classes:num_classes + 1] > 0, torch.ones_like(rgb), rgb)
+    return rgb
+
+
+def _infinite(loader: DataLoader, epoch: int) -> Iterator[tuple]:
+    while True:
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        for batch in loader:
+            yield epoch, batch
+        epoch += 1
+
+
+def _random_region(h: int, w: int, crop: Optional[tuple], align: int) -> tuple:
+    """Random (top, left, height, width) crop of an h x w image, aligned to ``align`` pixels."""
+    if crop is None:
+        ch, cw = h, w
+    else:
+        ch, cw = min(crop[0], h), min(crop[1], w)
+    ch, cw = max(align, ch // align * align), max(align, cw // align * align)
+    top = random.randrange(0, max(1, (h - ch) // align + 1)) * align
+    left = random.randrange(0, max(1, (w - cw) // align + 1)) * align
+    return top, left, ch, cw
+
+
+class Trainer:
+    """Holds G, D, their optimisers and the loop state; see :func:`train`.
+
+    Args:
+        generator: maps (N, C, H, W) inputs to (N, 3, H, W) images in [-1, 1].
+        model_name, model_config: registry name and JSON-able config, stored in checkpoints.
+        disc_cfg: discriminator config; its ``in_channels`` must be C + output channels.
+        cfg: training options.
+        out_dir: run folder (checkpoints, samples, TensorBoard logs).
+        vgg: perceptual-loss module, or ``None`` to build the standard one when
+            ``cfg.lambda_vgg > 0``.
+        num_classes: number of one-hot channels of the input (for pictures), ``None`` for images.
+    """
+
+    def __init__(self, generator: nn.Module, model_name: str, model_config: Dict[str, Any],
+                 disc_cfg: DiscriminatorConfig, cfg: TrainConfig, out_dir: str | Path,
+                 vgg: Optional[nn.Module] = None, num_classes: Optional[int] = None,
+                 extra_meta: Optional[Dict[str, Any]] = None):
+        self.cfg, self.out = cfg, Path(out_dir)
+        self.device = torch.device(cfg.device)
+        self.G = generator.to(self.device)
+        self.model_name, self.model_config = model_name, model_config
+        self.num_classes = num_classes
+        self.extra_meta = extra_meta or {}
+        self.disc_cfg = disc_cfg
+        self.D = MultiscaleDiscriminator(disc_cfg).to(self.device) if cfg.gan else None
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+        self.opt_d = (torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+                      if self.D is not None else None)
+        if cfg.lambda_vgg > 0 and vgg is None:
+            vgg = VGGPerceptualLoss()
+        self.vgg = vgg.to(self.device) if (vgg is not None and cfg.lambda_vgg > 0) else None
+        self.step, self.epoch = 0, 0
+        self._writer = None
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def meta(self) -> Dict[str, Any]:
+        return {"model": self.model_name, "config": self.model_config, "step": self.step, "epoch": self.epoch,
+                "train": self.cfg.to_dict(), "discriminator": vars(self.disc_cfg), **self.extra_meta}
+
+    def save(self) -> None:
+        """Atomically write ``state.safetensors`` (G, D, optimisers, RNG) and ``generator.safetensors``."""
+        tensors = prefixed("G", self.G.state_dict())
+        og_t, og_m = optimizer_tensors(self.opt_g)
+        tensors.update(prefixed("optG", og_t))
+        meta = self.meta()
+        meta["optG"] = og_m
+        if self.D is not None:
+            tensors.update(prefixed("D", self.D.state_dict()))
+            od_t, od_m = optimizer_tensors(self.opt_d)
+            tensors.update(prefixed("optD", od_t))
+            meta["optD"] = od_m
+        tensors["rng.torch"] = torch.get_rng_state()
+        meta["rng"] = {"python": _jsonable(random.getstate()), "numpy": _jsonable(np.random.get_state())}
+        save_tensors(self.out / STATE_FILE, tensors, meta)
+        save_generator(self.out / GENERATOR_FILE, self.G, self.model_name, self.model_config,
+                       {"step": self.step, **self.extra_meta})
+
+    def load(self, path: Optional[Path] = None) -> bool:
+        """Resume from ``path`` (default ``out_dir/state.safetensors``); False if it does not exist."""
+        path = Path(path or self.out / STATE_FILE)
+        if not path.exists():
+            return False
+        tensors, meta = load_tensors(path)
+        self.G.load_state_dict(unprefixed("G", tensors))
+        load_optimizer(self.opt_g, unprefixed("optG", tensors), meta["optG"])
+        if self.D is not None and "optD" in meta:
+            self.D.load_state_dict(unprefixed("D", tensors))
+            load_optimizer(self.opt_d, unprefixed("optD", tensors), meta["optD"])
+        torch.set_rng_state(tensors["rng.torch"])
+        random.setstate(_tuplify(meta["rng"]["python"]))
+        st = meta["rng"]["numpy"]
+        np.random.set_state((st[0], np.array(st[1], dtype=np.uint32), *st[2:]))
+        self.step, self.epoch = int(meta["step"]), int(meta["epoch"])
+        return True
+
+    # -- one step -----------------------------------------------------------------------------
+    def _forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
+        H, W = x.shape[-2:]
+        if isinstance(self.G, ASAPGenerator):
+            S = self.G.S
+            Hp, Wp = math.ceil(H / S) * S, math.ceil(W / S) * S
+            t, l, h, w = _random_region(Hp, Wp, self.cfg.crop, S)
+            fake = self.G(x, region=(t, l, h, w))
+            h, w = min(h, H - t), min(w, W - l)  # drop the replicate padding
+            fake = fake[..., :h, :w]
+        else:
+            t, l, h, w = _random_region(H, W, self.cfg.crop, 1)
+            fake = self.G(x[..., t:t + h, l:l + w])
+        return fake, x[..., t:t + h, l:l + w], y[..., t:t + h, l:l + w]
+
+    def train_step(self, batch: Dict[str, Any]) -> Dict[str, float]:
+        """One D step then one G step on ``batch`` (``input``, ``target``); returns the losses."""
+        self.G.train()
+        x = batch["input"].to(self.device)
+        y = batch["target"].to(self.device)
+        fake, cond, real = self._forward(x, y)
+        logs: Dict[str, float] = {}
+        if self.D is not None:
+            self.D.train()
+            d_real = self.D(torch.cat([cond, real], 1))
+            d_fake = self.D(torch.cat([cond, fake.detach()], 1))
+            loss_d = hinge_d_loss(d_real, d_fake)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+            logs["D/hinge"] = loss_d.item()
+            real_feats = [[f.detach() for f in scale] for scale in d_real]
+            for p in self.D.parameters():
+                p.requires_grad_(False)
+            g_fake = self.D(torch.cat([cond, fake], 1))
+            for p in self.D.parameters():
+                p.requires_grad_(True)
+            loss_g = hinge_g_loss(g_fake)
+            logs["G/hinge"] = loss_g.item()
+            if self.cfg.lambda_feat > 0:
+                fm = feature_matching_loss(real_feats, g_fake)
+                logs["G/feat"] = fm.item()
+                loss_g = loss_g + self.cfg.lambda_feat * fm
+        else:
+            loss_g = fake.new_zeros(())
+        if self.vgg is not None:
+            v = self.vgg(fake, real)
+            logs["G/vgg"] = v.item()
+            loss_g = loss_g + self.cfg.lambda_vgg * v
+        if self.cfg.lambda_l1 > 0:
+            l1 = (fake - real).abs().mean()
+            logs["G/l1"] = l1.item()
+            loss_g = loss_g + self.cfg.lambda_l1 * l1
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        logs["G/total"] = loss_g.item()
+        self.step += 1
+        self._last = (cond.detach(), fake.detach(), real.detach())
+        return logs
+
+    # -- outputs ------------------------------------------------------------------------------
+    @property
+    def writer(self):
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+            self._writer = SummaryWriter(str(self.out / "tb"))
+        return self._writer
+
+    def save_samples(self) -> Path:
+        """Write ``samples/step_XXXXXX.png``: rows of input | output | target of the last step."""
+        from torchvision.utils import save_image
+        cond, fake, real = self._last
+        grid = torch.cat([visualize_input(cond, self.num_classes), fake, real], dim=3)
+        path = self.out / "samples" / f"step_{self.step:06d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image((grid + 1) / 2, path, nrow=1)
+        return path
+
+    @torch.no_grad()
+    def validate(self, dataset: Dataset) -> Dict[str, float]:
+        """PSNR (dB) / SSIM / L1 of full-resolution outputs on ``dataset`` (images scaled to 0-255)."""
+        from .metrics import psnr_ssim
+        self.G.eval()
+        fakes, reals = [], []
+        for i in range(len(dataset)):
+            item = dataset[i]
+            fakes.append(self.G(item["input"][None].to(self.device)).cpu())
+            reals.append(item["target"][None])
+        fake, real = torch.cat(fakes), torch.cat(reals)
+        p, s = psnr_ssim(fake, real)
+        return {"val/psnr": p, "val/ssim": s, "val/l1": (fake - real).abs().mean().item()}
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (tuple, list)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, np.integer):
+        return int(o)
+    return o
+
+
+def _tuplify(o: Any) -> Any:
+    return tuple(_tuplify(v) for v in o) if isinstance(o, list) else o
+
+
+def train(trainer: Trainer, dataset: Dataset, val_dataset: Optional[Dataset] = None, resume: bool = False,
+          progress: bool = True, on_step: Optional[Callable[[int, Dict[str, float]], None]] = None) -> Trainer:
+    """Run ``trainer`` on ``dataset`` until ``trainer.cfg.steps`` total steps.
+
+    With ``resume=True`` it continues from ``out_dir/state.safetensors`` when present (model,
+    optimisers, step, RNG). Checkpoints are written every ``checkpoint_every`` steps and at the end.
+    """
+    cfg = trainer.cfg
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    if not (resume and trainer.load()):
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+    trainer.out.mkdir(parents=True, exist_ok=True)
+    (trainer.out / "run.json").write_text(json.dumps(trainer.meta(), indent=2, default=str))
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=len(dataset) >= cfg.batch_size,
+                        generator=torch.Generator().manual_seed(cfg.seed + trainer.epoch))
+    batches = _infinite(loader, trainer.epoch)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, initial=trainer.step, dynamic_ncols=True)
+    t0 = time.time()
+    while trainer.step < cfg.steps:
+        trainer.epoch, batch = next(batches)
+        logs = trainer.train_step(batch)
+        s = trainer.step
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in logs.items()})
+        if s % cfg.log_every == 0 or s == cfg.steps:
+            for k, v in logs.items():
+                trainer.writer.add_scalar(k, v, s)
+            trainer.writer.add_scalar("time/sec_per_step", (time.time() - t0) / max(1, s), s)
+        if s % cfg.sample_every == 0 or s == cfg.steps:
+            trainer.save_samples()
+        if s % cfg.checkpoint_every == 0 or s == cfg.steps:
+            if val_dataset is not None:
+                vals = trainer.validate(val_dataset)
+                for k, v in vals.items():
+                    trainer.writer.add_scalar(k, v, s)
+                with open(trainer.out / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps({"step": s, **vals}) + "\n")
+            trainer.save()
+        if on_step is not None:
+            on_step(s, logs)
+    if bar is not None:
+        bar.close()
+    if trainer._writer is not None:
+        trainer._writer.flush()
+    return trainer
