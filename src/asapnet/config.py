@@ -157,6 +157,7 @@ class TrainConfig:
         lambda_feat: weight of the discriminator feature-matching loss (10).
         lambda_vgg: weight of the VGG19 perceptual loss (10); 0 disables it.
         lambda_l1: optional L1 reconstruction weight (0 in the paper).
+        lambda_l2: optional L2 (MSE) reconstruction weight (denoising).
         gan: use the adversarial hinge loss (``False`` = pure reconstruction training).
         flip: random horizontal flips.
         seed: RNG seed.
@@ -174,6 +175,7 @@ class TrainConfig:
     lambda_feat: float = 10.0
     lambda_vgg: float = 10.0
     lambda_l1: float = 0.0
+    lambda_l2: float = 0.0
     gan: bool = True
     flip: bool = True
     seed: int = 0

@@ -199,6 +199,10 @@ class Trainer:
             l1 = (fake - real).abs().mean()
             logs["G/l1"] = l1.item()
             loss_g = loss_g + self.cfg.lambda_l1 * l1
+        if self.cfg.lambda_l2 > 0:
+            l2 = (fake - real).pow(2).mean()
+            logs["G/l2"] = l2.item()
+            loss_g = loss_g + self.cfg.lambda_l2 * l2
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
