@@ -1,0 +1,110 @@
+"""pix2pixHD global generator G1 (Wang et al., "High-Resolution Image Synthesis and Semantic
+Manipulation with Conditional GANs", CVPR 2018, §3.2, Fig. 3), a baseline of the ASAP-Net paper.
+
+Faithful to ``GlobalGenerator`` of the reference code (NVIDIA/pix2pixHD ``models/networks.py``)
+with its Cityscapes defaults ``--netG global --ngf 64 --n_downsample_global 4
+--n_blocks_global 9 --norm instance``: 182.5 M parameters with 35 labels + 1 instance-edge channel.
+"""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import CITYSCAPES_NUM_CLASSES
+from .registry import register_model
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> Tuple[torch.Tensor, int, int]:
+    """Replicate-pad (N, C, H, W) on the bottom/right so H and W are multiples of ``multiple``.
+
+    Returns:
+        (padded tensor, original H, original W); crop the output back with ``y[..., :H, :W]``.
+    """
+    H, W = x.shape[-2:]
+    ph, pw = (-H) % multiple, (-W) % multiple
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x, H, W
+
+
+def check_input(x: torch.Tensor, in_channels: int, name: str) -> None:
+    """Raise ValueError unless ``x`` is (N, in_channels, H, W)."""
+    if x.dim() != 4:
+        raise ValueError(f"{name} expects (N, C, H, W), got shape {tuple(x.shape)}")
+    if x.shape[1] != in_channels:
+        raise ValueError(f"{name} expects {in_channels} input channels, got {x.shape[1]}")
+
+
+class ResnetBlock(nn.Module):
+    """x + [reflect-pad, 3x3 conv, instance norm, ReLU, reflect-pad, 3x3 conv, instance norm](x).
+
+    Shape-preserving: (N, dim, H, W) -> (N, dim, H, W).
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.conv_block = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim, affine=False), nn.ReLU(True),
+            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim, affine=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_block(x)
+
+
+class Pix2PixHDGenerator(nn.Module):
+    """pix2pixHD global generator: encoder, residual blocks at 1/2^n resolution, decoder.
+
+    reflect-pad 3, 7x7 conv (ngf) -> ``n_downsampling`` x [3x3 stride-2 conv, doubling width]
+    -> ``n_blocks`` :class:`ResnetBlock` at ngf * 2^n -> ``n_downsampling`` x [3x3 stride-2
+    transposed conv, halving width] -> reflect-pad 3, 7x7 conv -> tanh. Every conv but the last
+    is followed by instance norm (no affine) and ReLU.
+
+    Input: (N, in_channels, H, W) float, e.g. one-hot labels + instance edges in {0, 1}. Any H, W:
+    the input is replicate-padded to multiples of 2^n_downsampling and the output cropped back.
+    Output: (N, out_channels, H, W) in [-1, 1].
+
+    Raises:
+        ValueError: non-4D input or wrong channel count.
+    """
+
+    def __init__(self, in_channels: int = CITYSCAPES_NUM_CLASSES + 1, out_channels: int = 3, ngf: int = 64,
+                 n_downsampling: int = 4, n_blocks: int = 9):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.multiple = 2 ** n_downsampling
+        act = nn.ReLU(True)
+        layers: List[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7),
+                                   nn.InstanceNorm2d(ngf, affine=False), act]
+        for i in range(n_downsampling):
+            c = ngf * 2 ** i
+            layers += [nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.InstanceNorm2d(2 * c, affine=False), act]
+        width = ngf * 2 ** n_downsampling
+        layers += [ResnetBlock(width) for _ in range(n_blocks)]
+        for i in range(n_downsampling):
+            c = ngf * 2 ** (n_downsampling - i)
+            layers += [nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1),
+                       nn.InstanceNorm2d(c // 2, affine=False), act]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+        self.apply(_init_weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Translate (N, in_channels, H, W) -> (N, out_channels, H, W) in [-1, 1]."""
+        check_input(x, self.in_channels, type(self).__name__)
+        xp, H, W = pad_to_multiple(x, self.multiple)
+        return self.model(xp)[..., :H, :W]
+
+
+def _init_weights(m: nn.Module) -> None:
+    # pix2pixHD ``weights_init``: conv weights ~ N(0, 0.02); biases keep PyTorch's default.
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+
+
+@register_model("pix2pixhd")
+def pix2pixhd(**kwargs) -> Pix2PixHDGenerator:
+    """``create_model("pix2pixhd", in_channels=36)``; kwargs go to :class:`Pix2PixHDGenerator`."""
+    return Pix2PixHDGenerator(**kwargs)

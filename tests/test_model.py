@@ -1,0 +1,167 @@
+import math
+
+import pytest
+import torch
+
+from asapnet import ASAPConfig, asap_preset, create_model, list_models
+from asapnet.models.asap import HRStream, positional_encoding
+
+
+def n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_registry_lists_asap_and_rejects_unknown():
+    assert "asap" in list_models()
+    with pytest.raises(KeyError, match="unknown model"):
+        create_model("no-such-model")
+
+
+def test_cityscapes_256x512_has_reference_parameter_count():
+    # released reference model: about 83.2 M parameters with 35 labels + instance edges
+    m = create_model("asap", preset="cityscapes-256x512")
+    assert abs(n_params(m) - 83.2e6) / 83.2e6 < 0.005
+    assert m.S == 16 and m.cfg.pe_channels == 16
+
+
+def test_presets_S_and_shipping_size():
+    assert asap_preset("cityscapes-512x1024").S == 32
+    assert asap_preset("cityscapes-1024x2048").S == 64
+    assert asap_preset("facades-512").S == 32
+    small = create_model("asap", preset="cityscapes-cpu")
+    assert n_params(small) * 4 <= 20e6  # fp32 safetensors must stay <= 20 MB
+
+
+def test_output_shape_and_range_for_odd_size():
+    m = create_model("asap", preset="cityscapes-256x512").eval()
+    labels = torch.randint(0, 35, (1, 250, 333))
+    x = torch.zeros(1, 36, 250, 333).scatter_(1, labels[:, None], 1.0)
+    with torch.no_grad():
+        y = m(x)
+    assert y.shape == (1, 3, 250, 333)
+    assert y.min() >= -1 and y.max() <= 1 and y.std() > 0
+
+
+@pytest.mark.parametrize("hw", [(17, 23), (64, 64), (40, 101)])
+def test_any_size_tiny(hw):
+    m = create_model("asap", preset="tiny", in_channels=3).eval()
+    x = torch.rand(2, 3, *hw) * 2 - 1
+    with torch.no_grad():
+        y = m(x)
+    assert y.shape == (2, 3, *hw)
+    assert torch.isfinite(y).all() and y.abs().max() <= 1
+
+
+def test_wrong_channel_count_is_a_clear_error():
+    m = create_model("asap", preset="tiny", in_channels=3)
+    with pytest.raises(ValueError, match="expects 3 input channels, got 4"):
+        m(torch.zeros(1, 4, 8, 8))
+
+
+def test_positional_encoding_values():
+    pe = positional_encoding(5, 7, 3)
+    assert pe.shape == (1, 12, 5, 7)
+    y, x = 3, 5
+    for k in range(1, 4):
+        c = 4 * (k - 1)
+        assert pe[0, c, y, x].item() == pytest.approx(math.sin(2 * math.pi * x / 2 ** k), abs=1e-6)
+        assert pe[0, c + 1, y, x].item() == pytest.approx(math.cos(2 * math.pi * x / 2 ** k), abs=1e-6)
+        assert pe[0, c + 2, y, x].item() == pytest.approx(math.sin(2 * math.pi * y / 2 ** k), abs=1e-6)
+        assert pe[0, c + 3, y, x].item() == pytest.approx(math.cos(2 * math.pi * y / 2 ** k), abs=1e-6)
+
+
+def test_positional_encoding_is_per_shape_not_first_shape():
+    a = positional_encoding(4, 4, 2)
+    b = positional_encoding(8, 12, 2)
+    assert a.shape[-2:] == (4, 4) and b.shape[-2:] == (8, 12)
+    assert torch.equal(b[..., :4, :4], a)
+
+
+def naive_pixel_mlp(cfg: ASAPConfig, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Per-pixel loop straight from Eq. (1)-(2): y_p = MLP(x_p, PE(p); phi_{floor(p/S)})."""
+    N, C, H, W = x.shape
+    S, K = cfg.S, cfg.num_frequencies
+    widths = [C + 4 * K] + [cfg.hr_width] * (cfg.hr_depth - 1) + [cfg.out_channels]
+    out = torch.zeros(N, cfg.out_channels, H, W, dtype=torch.float64)
+    for n in range(N):
+        for i in range(H):
+            for j in range(W):
+                pe = []
+                for k in range(1, K + 1):
+                    pe += [math.sin(2 * math.pi * j / 2 ** k), math.cos(2 * math.pi * j / 2 ** k),
+                           math.sin(2 * math.pi * i / 2 ** k), math.cos(2 * math.pi * i / 2 ** k)]
+                h = torch.cat([x[n, :, i, j].double(), torch.tensor(pe, dtype=torch.float64)])
+                phi = params[n, :, i // S, j // S].double()
+                off = 0
+                for layer, (ci, co) in enumerate(zip(widths[:-1], widths[1:])):
+                    w = phi[off:off + ci * co].view(ci, co) / math.sqrt(ci)
+                    off += ci * co
+                    b = phi[off:off + co]
+                    off += co
+                    h = h @ w + b
+                    if layer < len(widths) - 2:
+                        h = torch.nn.functional.leaky_relu(h, 0.2)
+                out[n, :, i, j] = h
+    return out
+
+
+def test_hr_stream_matches_naive_per_pixel_loop():
+    cfg = asap_preset("tiny", in_channels=2, out_channels=3)
+    hr = HRStream(cfg)
+    torch.manual_seed(0)
+    x = torch.randn(2, 2, 8, 12)
+    params = torch.randn(2, hr.num_params, 2, 3)
+    fast = hr(x, params)
+    ref = naive_pixel_mlp(cfg, x, params)
+    assert torch.allclose(fast.double(), ref, atol=1e-4), (fast.double() - ref).abs().max()
+    # parameters really vary per tile: changing one tile's params changes only that tile
+    p2 = params.clone()
+    p2[0, :, 1, 2] += 1
+    diff = (hr(x, p2) - fast).abs().sum(1)[0]
+    assert diff[4:, 8:].sum() > 0 and diff[:4].sum() == 0 and diff[:, :8].sum() == 0
+
+
+def test_hr_stream_chunked_inference_matches_single_pass():
+    cfg = asap_preset("tiny", in_channels=2)
+    hr = HRStream(cfg, chunk_tiles=5)
+    x, params = torch.randn(1, 2, 16, 20), torch.randn(1, hr.num_params, 4, 5)
+    with torch.no_grad():
+        chunked = hr(x, params)
+    full = hr(x, params)  # grad enabled -> no chunking
+    assert torch.allclose(chunked, full, atol=1e-6)
+
+
+def test_region_forward_equals_crop_of_full_forward():
+    m = create_model("asap", preset="tiny", in_channels=3).eval()
+    x = torch.rand(1, 3, 30, 41) * 2 - 1
+    with torch.no_grad():
+        full = m(x)
+        part = m(x, region=(8, 12, 16, 20))
+    assert torch.allclose(part, full[..., 8:24, 12:32], atol=1e-6)
+    with pytest.raises(ValueError, match="multiples of S"):
+        m(x, region=(1, 0, 4, 4))
+
+
+def test_spatially_uniform_ablation_uses_one_mlp_per_image():
+    m = create_model("asap", preset="tiny", in_channels=3, spatially_uniform=True, positional_encoding=False).eval()
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        params = m.predict_params(m.pad(x))
+    assert torch.allclose(params, params[..., :1, :1].expand_as(params))
+    # with the same pixel value everywhere, the output is then constant
+    with torch.no_grad():
+        y = m(torch.full((1, 3, 16, 16), 0.3))
+    assert torch.allclose(y, y[..., :1, :1].expand_as(y), atol=1e-6)
+
+
+def test_no_positional_encoding_changes_mlp_input_width():
+    with_pe = create_model("asap", preset="tiny", in_channels=3)
+    without = create_model("asap", preset="tiny", in_channels=3, positional_encoding=False)
+    assert with_pe.hr.dims[0][0] == 3 + 4 * 2 and without.hr.dims[0][0] == 3
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="power of two"):
+        ASAPConfig(s2=12)
+    with pytest.raises(KeyError, match="unknown ASAP preset"):
+        asap_preset("nope")

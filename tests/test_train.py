@@ -1,0 +1,78 @@
+import json
+
+import pytest
+import torch
+
+from asapnet import DiscriminatorConfig, TrainConfig, asap_preset, create_model
+from asapnet.checkpoint import load_generator, load_tensors
+from asapnet.data import LabelPhotoDataset, cityscapes_pairs
+from asapnet.train import Trainer, train
+
+
+def _setup(tmp_path, data_root, steps, **kw):
+    pairs = cityscapes_pairs(data_root / "cityscapes_samples", "train")[:2]
+    ds = LabelPhotoDataset(pairs, 35, True, load_size=(64, 128), flip=True)
+    cfg = asap_preset("tiny", in_channels=36)
+    G = create_model("asap", cfg=cfg)
+    dcfg = DiscriminatorConfig(in_channels=39, ndf=8, n_layers=3)
+    tcfg = TrainConfig(steps=steps, crop=(32, 64), lambda_vgg=0, checkpoint_every=1, sample_every=1, log_every=1, **kw)
+    tr = Trainer(G, "asap", cfg.to_dict(), dcfg, tcfg, tmp_path / "run", num_classes=35,
+                 extra_meta={"num_classes": 35, "use_instance": True})
+    return tr, ds
+
+
+def test_one_real_training_step_changes_weights(tmp_path, data_root):
+    tr, ds = _setup(tmp_path, data_root, steps=1)
+    g0 = {k: v.clone() for k, v in tr.G.state_dict().items()}
+    d0 = {k: v.clone() for k, v in tr.D.state_dict().items()}
+    train(tr, ds, progress=False)
+    assert tr.step == 1
+    changed_g = [k for k, v in tr.G.state_dict().items() if not torch.equal(v, g0[k])]
+    changed_d = [k for k, v in tr.D.state_dict().items() if not torch.equal(v, d0[k])]
+    assert any("lr.head" in k for k in changed_g) and changed_d
+    out = tmp_path / "run"
+    assert (out / "state.safetensors").is_file() and (out / "samples" / "step_000001.png").is_file()
+    assert any((out / "tb").iterdir())
+
+
+def test_resume_continues_from_saved_step(tmp_path, data_root):
+    tr, ds = _setup(tmp_path, data_root, steps=2)
+    train(tr, ds, progress=False)
+    saved = {k: v.clone() for k, v in tr.G.state_dict().items()}
+    _, meta = load_tensors(tmp_path / "run" / "state.safetensors")
+    assert meta["step"] == 2
+
+    tr2, ds2 = _setup(tmp_path, data_root, steps=3)
+    assert tr2.load()
+    assert tr2.step == 2
+    assert all(torch.equal(v, saved[k]) for k, v in tr2.G.state_dict().items())
+    assert tr2.opt_g.state  # Adam moments restored
+    steps_seen = []
+    tr3, _ = _setup(tmp_path, data_root, steps=3)
+    train(tr3, ds2, resume=True, progress=False, on_step=lambda s, logs: steps_seen.append(s))
+    assert steps_seen == [3] and tr3.step == 3
+    assert load_tensors(tmp_path / "run" / "state.safetensors")[1]["step"] == 3
+
+
+def test_generator_checkpoint_roundtrip_and_validation(tmp_path, data_root):
+    tr, ds = _setup(tmp_path, data_root, steps=1)
+    train(tr, ds, val_dataset=ds, progress=False)
+    model, meta = load_generator(tmp_path / "run" / "generator.safetensors")
+    x = ds[0]["input"][None]
+    tr.G.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(x), tr.G(x), atol=1e-6)
+    assert meta["num_classes"] == 35 and meta["use_instance"] is True
+    side = json.loads((tmp_path / "run" / "generator.safetensors.json").read_text())
+    assert side["config"] == meta["config"]
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["step"] == 1 and 0 < row["val/psnr"] < 60 and -1 <= row["val/ssim"] <= 1
+
+
+def test_bad_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bad.safetensors: not a valid safetensors checkpoint"):
+        load_generator(bad)
+    with pytest.raises(FileNotFoundError):
+        load_generator(tmp_path / "nope.safetensors")
