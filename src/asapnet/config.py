@@ -114,6 +114,11 @@ ASAP_PRESETS: Dict[str, Dict[str, Any]] = {
     "facades-1024": dict(in_channels=12, s1=4, s2=16),
     # Small model for CPU training on full-resolution Cityscapes (the shipped default model).
     "cityscapes-cpu": dict(s1=4, s2=16, lr_width=32, lr_max_width=192, lr_depth=4, hr_width=64),
+    # Gray Gaussian denoiser (issue 4, docs/denoising.md): S = 4, small batch-normed LR stream
+    # without spectral norm, residual output (input + MLP output), no tanh; 5 MB of weights.
+    "denoise-gray": dict(in_channels=1, out_channels=1, s1=1, s2=4, lr_width=32, lr_max_width=128, lr_depth=6,
+                         hr_width=32, hr_depth=4, norm="batch", spectral_norm=False, output_activation="none",
+                         residual=True),
     # Tiny model for tests.
     "tiny": dict(s1=1, s2=4, lr_width=8, lr_max_width=16, lr_depth=1, hr_width=8, hr_depth=3),
 }

@@ -73,7 +73,7 @@ def add_noise(clean: torch.Tensor, sigma: float, generator: Optional[torch.Gener
     return clean + (sigma / 255.0) * n.to(clean.dtype)
 
 
-def test_noise_seed(name: str, sigma: float, seed: int = 0) -> int:
+def noise_seed(name: str, sigma: float, seed: int = 0) -> int:
     """Stable seed of the test noise of image ``name`` at ``sigma`` (0-255 scale) and ``seed``:
     CRC-32 of ``"name|sigma|seed"`` (independent of Python's hash randomisation and of the file's
     folder, so the same image gets the same noise wherever it is stored)."""
@@ -82,7 +82,7 @@ def test_noise_seed(name: str, sigma: float, seed: int = 0) -> int:
 
 def deterministic_noisy(clean: torch.Tensor, name: str, sigma: float, seed: int = 0) -> torch.Tensor:
     """Noisy version of ``clean`` ([0, 1]) whose noise depends only on (name, sigma, seed)."""
-    g = torch.Generator().manual_seed(test_noise_seed(name, sigma, seed))
+    g = torch.Generator().manual_seed(noise_seed(name, sigma, seed))
     return add_noise(clean, sigma, g)
 
 
@@ -154,7 +154,7 @@ class DenoisePatchDataset(Dataset):
 class NoisyTestDataset(Dataset):
     """Whole test images with deterministic noise (one item per image, in file-name order).
 
-    The noise of an image depends only on (file stem, sigma, seed), see :func:`test_noise_seed`,
+    The noise of an image depends only on (file stem, sigma, seed), see :func:`noise_seed`,
     so every model is evaluated on exactly the same noisy inputs, run after run.
 
     Args:

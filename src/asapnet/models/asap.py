@@ -129,7 +129,7 @@ class HRStream(nn.Module):
     This module has no parameters of its own: it is a function of (x, params).
     """
 
-    def __init__(self, cfg: ASAPConfig, chunk_tiles: int = 256):
+    def __init__(self, cfg: ASAPConfig):
         super().__init__()
         self.S = cfg.S
         self.num_frequencies = cfg.num_frequencies if cfg.positional_encoding else 0
@@ -137,7 +137,7 @@ class HRStream(nn.Module):
         widths = [c_in] + [cfg.hr_width] * (cfg.hr_depth - 1) + [cfg.out_channels]
         self.dims: List[Tuple[int, int]] = list(zip(widths[:-1], widths[1:]))
         self.num_params = sum(ci * co + co for ci, co in self.dims)
-        self.chunk_tiles = chunk_tiles
+        self.fast_pixels = 4096  # pixels per batched product in forward_fast (cache-sized buffers)
 
     def split_params(self, p: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """Split per-tile parameters (B, P) into [(W_l (B, c_in, c_out), b_l (B, 1, c_out))]."""
@@ -167,31 +167,83 @@ class HRStream(nn.Module):
             params: (N, P, H/S, W/S) MLP parameters from the LR stream.
 
         Returns:
-            (N, out_channels, H, W) pre-activation output.
+            (N, out_channels, H, W) pre-activation output. Without autograd (inference) it takes
+            :meth:`forward_fast`, which computes the same values tile row by tile row in reused
+            buffers; with autograd, :meth:`forward_reference`.
         """
+        N, C, H, W = x.shape
+        if params.shape[-2:] != (H // self.S, W // self.S) or H % self.S or W % self.S:
+            raise ValueError(f"parameter grid {tuple(params.shape[-2:])} does not match input {H}x{W} with S={self.S}")
+        if torch.is_grad_enabled() and (x.requires_grad or params.requires_grad):
+            return self.forward_reference(x, params)
+        return self.forward_fast(x, params)
+
+    def forward_reference(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """All tiles at once as batched matrix products (differentiable; used for training)."""
         N, C, H, W = x.shape
         S = self.S
         gh, gw = H // S, W // S
-        if params.shape[-2:] != (gh, gw):
-            raise ValueError(f"parameter grid {tuple(params.shape[-2:])} does not match input {H}x{W} with S={S}")
         feats = x
         if self.num_frequencies:
             # Periods 2^k divide S, so the encoding of a tile is the same for every tile.
             pe = positional_encoding(S, S, self.num_frequencies, x.device, x.dtype)
-            pe = pe.repeat(1, 1, gh, gw).expand(N, -1, H, W)
-            feats = torch.cat([x, pe], dim=1)
+            feats = torch.cat([x, pe.repeat(1, 1, gh, gw).expand(N, -1, H, W)], dim=1)
         cin = feats.shape[1]
         # (N, Cin, gh, S, gw, S) -> (N*gh*gw, S*S, Cin): one row of pixels per tile
         tiles = feats.reshape(N, cin, gh, S, gw, S).permute(0, 2, 4, 3, 5, 1).reshape(N * gh * gw, S * S, cin)
         p = params.permute(0, 2, 3, 1).reshape(N * gh * gw, -1)  # (B, P)
-        if torch.is_grad_enabled() or tiles.shape[0] <= self.chunk_tiles:
-            out = self.mlp(tiles, p)
-        else:  # inference: bound peak memory by evaluating a chunk of tiles at a time
-            out = torch.cat([self.mlp(tiles[i:i + self.chunk_tiles], p[i:i + self.chunk_tiles])
-                             for i in range(0, tiles.shape[0], self.chunk_tiles)])
+        out = self.mlp(tiles, p)
         co = out.shape[-1]
         # (N*gh*gw, S*S, Cout) -> (N, Cout, H, W)
         return out.reshape(N, gh, gw, S, S, co).permute(0, 5, 1, 3, 2, 4).reshape(N, co, H, W)
+
+    def forward_fast(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Inference path, same values as :meth:`forward_reference`.
+
+        One row of tiles at a time, channels-major inside a tile (activations (tiles, C, S*S),
+        weights transposed to (tiles, c_out, c_in)) so that the tile gathers, the bias add and
+        the output scatter run along contiguous memory; every intermediate lives in a buffer
+        allocated once per call (``bmm(out=)``, in-place bias and leaky ReLU). Fresh large
+        allocations page-fault on every call on CPU, which costs more than the arithmetic, and
+        bounded buffers keep peak memory independent of the image height.
+        """
+        N, C, H, W = x.shape
+        S, T = self.S, self.S * self.S
+        gh, gw = H // S, W // S
+        dt, dev = x.dtype, x.device
+        cin, cout = self.dims[0][0], self.dims[-1][1]
+        out = torch.empty(N, cout, H, W, dtype=dt, device=dev)
+        g = max(1, min(gw, self.fast_pixels // T))  # tiles per batched product
+        feats = torch.empty(g, cin, S, S, dtype=dt, device=dev)
+        if self.num_frequencies:
+            feats[:, C:] = positional_encoding(S, S, self.num_frequencies, dev, dt)[0]  # same for every tile
+        acts = {co: [torch.empty(g, co, T, dtype=dt, device=dev) for _ in range(2)] for _, co in self.dims}
+        wbufs = [torch.empty(g, co, ci, dtype=dt, device=dev) for ci, co in self.dims]
+        for n in range(N):
+            for r in range(gh):
+                for c0 in range(0, gw, g):
+                    c1 = min(c0 + g, gw)
+                    k = c1 - c0
+                    # (C, S, k, S) strip -> (k, C, S, S) tiles
+                    xs = x[n, :, r * S:(r + 1) * S, c0 * S:c1 * S]
+                    feats[:k, :C] = xs.reshape(C, S, k, S).permute(2, 0, 1, 3)
+                    p = params[n, :, r, c0:c1].t().contiguous()  # (k, P)
+                    h = feats[:k].view(k, cin, T)
+                    off = 0
+                    for i, (ci, co) in enumerate(self.dims):
+                        w = p[:, off:off + ci * co].view(k, ci, co).transpose(1, 2)
+                        w = torch.mul(w, 1.0 / math.sqrt(ci), out=wbufs[i][:k])  # (k, co, ci)
+                        off += ci * co
+                        o = torch.bmm(w, h, out=acts[co][i % 2][:k])  # (k, co, T)
+                        o.add_(p[:, off:off + co].unsqueeze(2))
+                        off += co
+                        if i < len(self.dims) - 1:
+                            F.leaky_relu_(o, 0.2)
+                        h = o
+                    # (k, co, S, S) tiles -> (co, S, k, S) block of the output
+                    out[n, :, r * S:(r + 1) * S, c0 * S:c1 * S].copy_(
+                        h.view(k, cout, S, S).permute(1, 2, 0, 3).reshape(cout, S, k * S))
+        return out
 
 
 # ---------------------------------------------------------------------------------------------

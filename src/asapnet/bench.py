@@ -1,0 +1,378 @@
+"""``asapnet bench``: inference speed of ASAP-Net against its baselines (paper §4.1, Fig. 4).
+
+    asapnet bench --models asap,pix2pixhd,spade,pix2pix --sizes 256x512,512x1024 --repeats 5
+
+For every (size, model): batch 1, ``eval()`` + ``torch.inference_mode()``, warm-up pass(es),
+then ``repeats`` timed forward passes (median, min, max in milliseconds), parameter count,
+GFLOPs (one pass under :class:`torch.utils.flop_counter.FlopCounterMode`), peak memory, and the
+ratio of the model's median time to ASAP's at the same size in the same run.
+
+The library entry point is :func:`benchmark`; :func:`add_parser` and :func:`cmd_bench` are the
+CLI shell over it.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .config import CITYSCAPES_NUM_CLASSES
+from .models import create_model
+
+Size = Tuple[int, int]
+
+#: ASAP preset per S1: the paper sets S1 so that the LR stream sees at most 256 pixels on the
+#: short side (§3.2, §4); S2 = 16 throughout.
+_ASAP_PRESET_BY_S1 = {1: "cityscapes-256x512", 2: "cityscapes-512x1024", 4: "cityscapes-1024x2048"}
+
+
+def parse_sizes(text: str) -> List[Size]:
+    """'256x512,512x1024' -> [(256, 512), (512, 1024)] as (height, width) pairs.
+
+    Raises:
+        ValueError: an item is not HEIGHTxWIDTH with positive integers.
+    """
+    sizes = []
+    for item in text.split(","):
+        try:
+            h, w = (int(v) for v in item.strip().lower().split("x"))
+        except ValueError:
+            raise ValueError(f"size must look like HEIGHTxWIDTH (e.g. 256x512), got {item!r}") from None
+        if h <= 0 or w <= 0:
+            raise ValueError(f"size must be positive, got {item!r}")
+        sizes.append((h, w))
+    return sizes
+
+
+def asap_preset_for(height: int, width: int) -> str:
+    """Name of the Cityscapes ASAP preset for an input of ``height`` x ``width`` pixels.
+
+    S1 is the smallest power of two with min(height, width) / S1 <= 256 (paper §3.2):
+    256x512 -> cityscapes-256x512, 512x1024 -> cityscapes-512x1024,
+    1024x2048 -> cityscapes-1024x2048.
+
+    Raises:
+        ValueError: the short side exceeds 1024 (no preset; pass one explicitly).
+    """
+    s1 = 1
+    while min(height, width) / s1 > 256:
+        s1 *= 2
+    if s1 not in _ASAP_PRESET_BY_S1:
+        raise ValueError(f"no ASAP preset for {height}x{width} (would need S1={s1}); pass a preset explicitly")
+    return _ASAP_PRESET_BY_S1[s1]
+
+
+def random_label_input(num_classes: int, height: int, width: int, block: int = 16,
+                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Random semantic-map-like input: (1, num_classes + 1, height, width) float in {0, 1}.
+
+    Channels 0..num_classes-1 are the one-hot encoding of class ids drawn uniformly on a grid of
+    ``block`` x ``block`` pixel cells; the last channel is the edge map (1 where a pixel's class
+    differs from its right or lower neighbour), standing in for instance boundaries.
+    """
+    gh, gw = -(-height // block), -(-width // block)
+    coarse = torch.randint(0, num_classes, (1, 1, gh, gw), generator=generator)
+    ids = coarse.repeat_interleave(block, 2).repeat_interleave(block, 3)[..., :height, :width]
+    onehot = torch.zeros(1, num_classes, height, width).scatter_(1, ids, 1.0)
+    edge = torch.zeros(1, 1, height, width, dtype=torch.bool)
+    edge[..., :, :-1] |= ids[..., :, 1:] != ids[..., :, :-1]
+    edge[..., :-1, :] |= ids[..., 1:, :] != ids[..., :-1, :]
+    return torch.cat([onehot, edge.float()], dim=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# peak memory
+# ---------------------------------------------------------------------------------------------
+
+
+class PeakMemory:
+    """Peak memory of a code region, in MiB, measured from :meth:`start` to :meth:`stop`.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` growth over the region (tensors only, not the
+    caching allocator's reserve or the CUDA context).
+
+    CPU (Linux): growth of the process's peak resident set size (``VmHWM`` in
+    /proc/self/status, reset by writing 5 to /proc/self/clear_refs) over the resident size at
+    :meth:`start`, after returning free heap memory to the OS (``malloc_trim``). It counts
+    everything the region touches: weights, activations, oneDNN scratch buffers and allocator
+    slack, so it is an upper bound on tensor memory. Elsewhere (no /proc), it falls back to the
+    growth of ``getrusage`` max RSS, a lower bound (0 if the process peaked higher before).
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._base = 0.0
+        self._proc = False
+
+    @staticmethod
+    def _proc_status(key: str) -> Optional[float]:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        return float(line.split()[1]) / 1024  # kB -> MiB
+        except OSError:
+            return None
+        return None
+
+    @staticmethod
+    def _reset_hwm() -> bool:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            return True
+        except OSError:
+            return False
+
+    @staticmethod
+    def _maxrss_mb() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return r / 2 ** 20 if sys.platform == "darwin" else r / 1024  # bytes on macOS, kB on Linux
+
+    def start(self) -> None:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device) / 2 ** 20
+            return
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+        rss = self._proc_status("VmRSS")
+        self._proc = rss is not None and self._reset_hwm()
+        self._base = rss if self._proc else self._maxrss_mb()
+
+    def stop(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            return torch.cuda.max_memory_allocated(self.device) / 2 ** 20 - self._base
+        peak = self._proc_status("VmHWM") if self._proc else self._maxrss_mb()
+        return max(0.0, peak - self._base)
+
+
+# ---------------------------------------------------------------------------------------------
+# the benchmark
+# ---------------------------------------------------------------------------------------------
+
+
+def build_model(name: str, height: int, width: int, in_channels: int, preset: Optional[str] = None,
+                kwargs: Optional[Dict] = None) -> Tuple[torch.nn.Module, Optional[str]]:
+    """Create registered model ``name`` for ``height`` x ``width`` inputs with ``in_channels``.
+
+    ASAP takes its preset from ``preset``, else ``kwargs["preset"]``, else
+    :func:`asap_preset_for` (no preset when ``kwargs`` holds a ``cfg``). ``kwargs`` go to the
+    model factory. Returns (model, ASAP preset name or None).
+    """
+    kwargs = dict(kwargs or {})
+    if name != "asap":
+        return create_model(name, in_channels=in_channels, **kwargs), None
+    if "cfg" in kwargs:
+        return create_model("asap", **kwargs), None
+    preset = preset or kwargs.pop("preset", None) or asap_preset_for(height, width)
+    return create_model("asap", preset=preset, in_channels=in_channels, **kwargs), preset
+
+
+def count_gflops(model: torch.nn.Module, x: torch.Tensor) -> float:
+    """GFLOPs of one ``model(x)`` pass: convolutions and matrix products, 2 FLOPs per
+    multiply-add, as counted by :class:`torch.utils.flop_counter.FlopCounterMode`.
+
+    Runs under ``torch.no_grad()``: the counter's module tracker fails on spectrally normalised
+    layers inside ``torch.inference_mode()`` (torch 2.x).
+    """
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x)
+    return counter.get_total_flops() / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _bench_one(name: str, size: Size, repeats: int, warmup: int, device: torch.device, num_classes: int,
+               preset: Optional[str], kwargs: Dict) -> Dict:
+    h, w = size
+    x = random_label_input(num_classes, h, w, generator=torch.Generator().manual_seed(0)).to(device)
+    mem = PeakMemory(device)
+    mem.start()  # window: model construction + first (warm-up) pass
+    model, used_preset = build_model(name, h, w, num_classes + 1, preset, kwargs)
+    model = model.to(device).eval()
+    with torch.inference_mode():
+        y = model(x)
+        _sync(device)
+        peak_mb = mem.stop()
+    if y.shape[-2:] != (h, w):
+        raise ValueError(f"model {name!r} returned shape {tuple(y.shape)} for a {h}x{w} input")
+    del y
+    gflops = count_gflops(model, x)
+    with torch.inference_mode():
+        for _ in range(warmup - 1):
+            model(x)
+        times = []
+        for _ in range(repeats):
+            _sync(device)
+            t0 = time.perf_counter()
+            model(x)
+            _sync(device)
+            times.append((time.perf_counter() - t0) * 1e3)
+    return {"model": name, "size": f"{h}x{w}", "height": h, "width": w, "preset": used_preset,
+            "ms": statistics.median(times), "ms_min": min(times), "ms_max": max(times), "repeats": repeats,
+            "params": sum(p.numel() for p in model.parameters()), "gflops": gflops,
+            "peak_mb": peak_mb, "device": str(device), "threads": torch.get_num_threads()}
+
+
+def benchmark(models: Sequence[str], sizes: Sequence[Size], repeats: int = 5, device: str = "cpu",
+              warmup: int = 1, num_classes: int = CITYSCAPES_NUM_CLASSES, preset: Optional[str] = None,
+              model_kwargs: Optional[Dict[str, Dict]] = None,
+              on_result: Optional[Callable[[Dict], None]] = None) -> List[Dict]:
+    """Time registered generators on random label maps; one result dict per (size, model).
+
+    Args:
+        models: registered model names (see :func:`asapnet.list_models`).
+        sizes: (height, width) input sizes in pixels.
+        repeats: timed passes per (model, size), >= 1.
+        device: "cpu" or "cuda" (or "cuda:N").
+        warmup: untimed passes before timing, >= 1 (the pass under the FLOP counter comes on top).
+        num_classes: label classes; inputs have ``num_classes + 1`` channels (the last is an edge
+            map), see :func:`random_label_input`.
+        preset: ASAP preset for every size (default: :func:`asap_preset_for` each size).
+        model_kwargs: extra constructor kwargs per model name, e.g. smaller widths in tests.
+        on_result: called with each result dict as soon as it is measured (progress).
+
+    Returns:
+        Dicts with keys model, size ("HxW"), height, width, preset (ASAP only, else None),
+        ms (median wall-clock milliseconds of one batch-1 forward pass), ms_min, ms_max, repeats,
+        params, gflops (convolutions and matrix products, 2 FLOPs per multiply-add), peak_mb
+        (see :class:`PeakMemory`; covers model construction and the first pass), device, threads,
+        ratio_to_asap (ms / ASAP's ms at the same size; None when "asap" is not benchmarked).
+
+    Raises:
+        ValueError: bad repeats/warmup, CUDA requested but unavailable, or no ASAP preset fits.
+        KeyError: unknown model name.
+    """
+    if repeats < 1 or warmup < 1:
+        raise ValueError(f"repeats and warmup must be >= 1, got {repeats} and {warmup}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but CUDA is not available")
+    model_kwargs = model_kwargs or {}
+    results = []
+    for size in sizes:
+        for name in models:
+            r = _bench_one(name, tuple(size), repeats, warmup, dev, num_classes, preset, model_kwargs.get(name, {}))
+            results.append(r)
+            if on_result:
+                on_result(r)
+    asap_ms = {r["size"]: r["ms"] for r in results if r["model"] == "asap"}
+    for r in results:
+        r["ratio_to_asap"] = r["ms"] / asap_ms[r["size"]] if r["size"] in asap_ms else None
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# reporting
+# ---------------------------------------------------------------------------------------------
+
+
+def format_table(results: Sequence[Dict]) -> str:
+    """Plain-text table of :func:`benchmark` results, one row per (size, model)."""
+    head = f"{'model':<10} {'size':>10} {'params':>9} {'GFLOPs':>9} {'ms (median)':>12} {'min..max ms':>20} " \
+           f"{'peak MB':>9} {'x ASAP':>7}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        ratio = "-" if r.get("ratio_to_asap") is None else f"{r['ratio_to_asap']:.2f}"
+        spread = f"{r['ms_min']:.1f}..{r['ms_max']:.1f}"
+        lines.append(f"{r['model']:<10} {r['size']:>10} {r['params'] / 1e6:>8.1f}M {r['gflops']:>9.1f} "
+                     f"{r['ms']:>12.1f} {spread:>20} {r['peak_mb']:>9.0f} {ratio:>7}")
+    return "\n".join(lines)
+
+
+def plot(results: Sequence[Dict], path: str | Path, title: str = "") -> None:
+    """Save runtime vs resolution (log-scale y, one line per model; like the paper's Fig. 4).
+
+    x: megapixels of the input (tick labels HxW), y: median ms with min..max error bars.
+    Uses a :class:`matplotlib.figure.Figure` with the Agg canvas: no display needed.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), dpi=120)
+    ax = fig.add_subplot()
+    for name in dict.fromkeys(r["model"] for r in results):
+        rows = sorted((r for r in results if r["model"] == name), key=lambda r: r["height"] * r["width"])
+        xs = [r["height"] * r["width"] / 1e6 for r in rows]
+        ms = [r["ms"] for r in rows]
+        err = [[m - r["ms_min"] for m, r in zip(ms, rows)], [r["ms_max"] - m for m, r in zip(ms, rows)]]
+        ax.errorbar(xs, ms, yerr=err, marker="o", capsize=3, label=name)
+    ticks = sorted({(r["height"] * r["width"] / 1e6, r["size"]) for r in results})
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks([t for t, _ in ticks], [s for _, s in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("input resolution (H x W)")
+    ax.set_ylabel("runtime per image [ms]")
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``bench`` command to an ``argparse`` sub-parser collection."""
+    p = subparsers.add_parser("bench", help="time ASAP-Net against pix2pixHD, SPADE and pix2pix")
+    p.add_argument("--models", default="asap,pix2pixhd,spade,pix2pix", help="comma-separated registered names")
+    p.add_argument("--sizes", default="256x512,512x1024,1024x2048", help="comma-separated HEIGHTxWIDTH")
+    p.add_argument("--repeats", type=int, default=5, help="timed passes per model and size")
+    p.add_argument("--warmup", type=int, default=1, help="untimed passes before timing")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--preset", default=None, help="ASAP preset for every size (default: by size, paper §3.2)")
+    p.add_argument("--num-classes", type=int, default=CITYSCAPES_NUM_CLASSES,
+                   help="label classes; inputs get one more channel for instance edges")
+    p.add_argument("--json", action="store_true", help="print one JSON object per (model, size), no table")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="save runtime vs resolution plot")
+    return p
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    """Run :func:`benchmark` from parsed CLI arguments; print a table or JSON lines."""
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    models = [m.strip() for m in a.models.split(",") if m.strip()]
+    sizes = parse_sizes(a.sizes)
+
+    def progress(r: Dict) -> None:
+        print(f"bench: {r['model']} {r['size']}: {r['ms']:.1f} ms", file=sys.stderr, flush=True)
+
+    results = benchmark(models, sizes, a.repeats, a.device, warmup=a.warmup, num_classes=a.num_classes,
+                        preset=a.preset, on_result=progress)
+    if a.json:
+        for r in results:
+            print(json.dumps(r))
+    else:
+        print(f"device {a.device}, {torch.get_num_threads()} thread(s), batch 1, {a.repeats} repeats, "
+              f"torch {torch.__version__}")
+        print(format_table(results))
+    if a.plot:
+        plot(results, a.plot, title=f"{a.device}, {torch.get_num_threads()} thread(s), batch 1")
+        print(f"bench: wrote {a.plot}", file=sys.stderr)
+    return 0

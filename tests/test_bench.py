@@ -1,0 +1,115 @@
+"""``asapnet bench``: the benchmark function, its helpers and the CLI shell (no timing assertions)."""
+import argparse
+import json
+
+import pytest
+import torch
+
+from asapnet import create_model
+from asapnet.bench import (add_parser, asap_preset_for, benchmark, cmd_bench, format_table, parse_sizes,
+                           random_label_input)
+
+TINY = {"asap": {"preset": "tiny"}, "pix2pixhd": dict(ngf=4, n_blocks=1),
+        "spade": dict(ngf=2, spade_hidden=8), "pix2pix": dict(ngf=4, num_downs=5)}
+KEYS = {"model", "size", "ms", "ms_min", "ms_max", "params", "gflops", "peak_mb", "ratio_to_asap"}
+
+
+@pytest.fixture(scope="module")
+def results():
+    torch.set_num_threads(1)
+    return benchmark(["asap", "pix2pixhd", "spade", "pix2pix"], [(32, 64), (64, 128)], repeats=2,
+                     model_kwargs=TINY)
+
+
+def test_one_result_per_model_and_size_with_documented_keys(results):
+    assert [(r["model"], r["size"]) for r in results] == [
+        (m, s) for s in ("32x64", "64x128") for m in ("asap", "pix2pixhd", "spade", "pix2pix")]
+    for r in results:
+        assert KEYS <= set(r)
+        assert r["repeats"] == 2 and r["device"] == "cpu"
+        assert 0 < r["ms_min"] <= r["ms"] <= r["ms_max"]
+        assert r["peak_mb"] >= 0 and r["params"] > 0
+
+
+def test_ratios_are_relative_to_asap_in_the_same_run(results):
+    asap = {r["size"]: r["ms"] for r in results if r["model"] == "asap"}
+    for r in results:
+        assert r["ratio_to_asap"] == pytest.approx(r["ms"] / asap[r["size"]])
+        if r["model"] == "asap":
+            assert r["ratio_to_asap"] == 1.0 and r["preset"] == "tiny"
+
+
+def test_gflops_positive_and_growing_with_resolution(results):
+    by = {(r["model"], r["size"]): r for r in results}
+    for m in ("asap", "pix2pixhd", "spade", "pix2pix"):
+        small, big = by[(m, "32x64")]["gflops"], by[(m, "64x128")]["gflops"]
+        assert 0 < small < big
+        # conv nets: FLOPs proportional to the pixel count (pix2pixHD's pad-free layers exactly)
+        if m == "pix2pixhd":
+            assert big == pytest.approx(4 * small, rel=1e-6)
+    tiny_hd = create_model("pix2pixhd", in_channels=36, **TINY["pix2pixhd"])
+    assert by[("pix2pixhd", "32x64")]["params"] == sum(p.numel() for p in tiny_hd.parameters())
+
+
+def test_table_lists_every_row(results):
+    table = format_table(results)
+    assert len(table.splitlines()) == 2 + len(results)
+    assert "x ASAP" in table and "spade" in table
+
+
+def test_without_asap_ratios_are_none():
+    r = benchmark(["pix2pix"], [(32, 32)], repeats=1, model_kwargs=TINY)
+    assert r[0]["ratio_to_asap"] is None
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="repeats"):
+        benchmark(["asap"], [(32, 32)], repeats=0)
+    with pytest.raises(KeyError, match="unknown model"):
+        benchmark(["no-such-model"], [(32, 32)], repeats=1)
+    with pytest.raises(ValueError, match="HEIGHTxWIDTH"):
+        parse_sizes("256by512")
+
+
+def test_parse_sizes_and_asap_preset_by_resolution():
+    assert parse_sizes("256x512, 512x1024") == [(256, 512), (512, 1024)]
+    assert asap_preset_for(256, 512) == "cityscapes-256x512"
+    assert asap_preset_for(512, 1024) == "cityscapes-512x1024"
+    assert asap_preset_for(1024, 2048) == "cityscapes-1024x2048"
+    with pytest.raises(ValueError, match="no ASAP preset"):
+        asap_preset_for(2048, 4096)
+
+
+def test_random_label_input_is_one_hot_plus_edges():
+    x = random_label_input(35, 40, 72, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (1, 36, 40, 72)
+    assert torch.equal(x[:, :35].sum(1), torch.ones(1, 40, 72))
+    edges = x[:, 35]
+    assert set(edges.unique().tolist()) == {0.0, 1.0}
+    assert edges.mean() < 0.25  # 16x16 cells: edges are thin
+
+
+def _run_cli(argv, capsys):
+    ap = argparse.ArgumentParser()
+    add_parser(ap.add_subparsers(dest="command"))
+    assert cmd_bench(ap.parse_args(["bench", *argv])) == 0
+    return capsys.readouterr().out
+
+
+def test_cli_json_one_object_per_model_and_size(capsys):
+    out = _run_cli(["--models", "asap", "--sizes", "32x64,64x64", "--repeats", "2", "--preset", "tiny",
+                    "--threads", "1", "--json"], capsys)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["model"], r["size"]) for r in rows] == [("asap", "32x64"), ("asap", "64x64")]
+    for r in rows:
+        assert {"model", "size", "ms", "params", "gflops", "peak_mb"} <= set(r)
+        assert r["preset"] == "tiny" and r["ratio_to_asap"] == 1.0 and r["threads"] == 1
+
+
+def test_cli_table_and_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "bench.png"
+    out = _run_cli(["--models", "asap", "--sizes", "32x32,32x64", "--repeats", "1", "--preset", "tiny",
+                    "--plot", str(png)], capsys)
+    assert "x ASAP" in out and "32x64" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
