@@ -138,6 +138,7 @@ class HRStream(nn.Module):
         self.dims: List[Tuple[int, int]] = list(zip(widths[:-1], widths[1:]))
         self.num_params = sum(ci * co + co for ci, co in self.dims)
         self.fast_pixels = 4096  # pixels per batched product in forward_fast (cache-sized buffers)
+        self.fast = True  # False: always the reference path (e.g. for tracing / ONNX export)
 
     def split_params(self, p: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """Split per-tile parameters (B, P) into [(W_l (B, c_in, c_out), b_l (B, 1, c_out))]."""
@@ -167,14 +168,15 @@ class HRStream(nn.Module):
             params: (N, P, H/S, W/S) MLP parameters from the LR stream.
 
         Returns:
-            (N, out_channels, H, W) pre-activation output. Without autograd (inference) it takes
+            (N, out_channels, H, W) pre-activation output. Without autograd (inference) and with
+            ``self.fast`` set (the default) it takes
             :meth:`forward_fast`, which computes the same values tile row by tile row in reused
             buffers; with autograd, :meth:`forward_reference`.
         """
         N, C, H, W = x.shape
         if params.shape[-2:] != (H // self.S, W // self.S) or H % self.S or W % self.S:
             raise ValueError(f"parameter grid {tuple(params.shape[-2:])} does not match input {H}x{W} with S={self.S}")
-        if torch.is_grad_enabled() and (x.requires_grad or params.requires_grad):
+        if not self.fast or (torch.is_grad_enabled() and (x.requires_grad or params.requires_grad)):
             return self.forward_reference(x, params)
         return self.forward_fast(x, params)
 
