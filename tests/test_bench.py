@@ -106,6 +106,11 @@ def test_cli_json_one_object_per_model_and_size(capsys):
         assert r["preset"] == "tiny" and r["ratio_to_asap"] == 1.0 and r["threads"] == 1
 
 
+def test_cli_unknown_model_is_a_value_error(capsys):
+    with pytest.raises(ValueError, match="unknown model"):
+        _run_cli(["--models", "asap,nope", "--sizes", "32x32"], capsys)
+
+
 def test_cli_table_and_plot(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     png = tmp_path / "bench.png"

@@ -27,7 +27,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import CITYSCAPES_NUM_CLASSES
-from .models import create_model
+from .models import create_model, list_models
 
 Size = Tuple[int, int]
 
@@ -358,6 +358,9 @@ def cmd_bench(a: argparse.Namespace) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     models = [m.strip() for m in a.models.split(",") if m.strip()]
+    unknown = sorted(set(models) - set(list_models()))
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; registered: {list_models()}")
     sizes = parse_sizes(a.sizes)
 
     def progress(r: Dict) -> None:

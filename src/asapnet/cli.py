@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from .bench import add_parser as _add_bench, cmd_bench
 from .data.io import DataError
 
 
@@ -90,6 +92,14 @@ def cmd_train(a: argparse.Namespace) -> int:
     val_set = None
     if a.holdout:
         val_set = make(list(range(n - a.holdout, n))) if a.dataset == "ab" else make(list(range(n - a.holdout, n)), False)
+    device = a.device
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun
+        import torch
+        import torch.distributed as dist
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        if device.startswith("cuda"):
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+            torch.cuda.set_device(device)
     if a.model != "asap":
         raise SystemExit(f"asapnet train: model {a.model!r} is not trainable from the CLI yet")
     gcfg = asap_preset(a.preset, in_channels=in_ch)
@@ -97,14 +107,19 @@ def cmd_train(a: argparse.Namespace) -> int:
     tcfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, crop=a.crop, load_size=a.load_size, lr_g=a.lr_g,
                        lr_d=a.lr_d, lambda_feat=a.lambda_feat, lambda_vgg=0.0 if a.no_vgg else a.lambda_vgg,
                        lambda_l1=a.lambda_l1, gan=not a.no_gan, seed=a.seed, num_threads=a.threads,
-                       sample_every=a.sample_every, checkpoint_every=a.checkpoint_every, device=a.device)
+                       sample_every=a.sample_every, checkpoint_every=a.checkpoint_every, device=device)
     dcfg = DiscriminatorConfig(in_channels=in_ch + gcfg.out_channels, ndf=a.ndf, n_layers=a.n_layers_d,
                                num_scales=a.num_d)
     extra = {"num_classes": num_classes, "use_instance": use_instance,
              "train_pairs": [str(getattr(p, "label", p)) for p in getattr(train_set, "pairs", [])]}
     trainer = Trainer(G, "asap", gcfg.to_dict(), dcfg, tcfg, a.out, num_classes=num_classes, extra_meta=extra)
     train(trainer, train_set, val_set, resume=a.resume, progress=not a.quiet)
-    print(f"done: step {trainer.step}, checkpoint {Path(a.out) / 'generator.safetensors'}")
+    if trainer.distributed:
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
+    if trainer.is_main:
+        print(f"done: step {trainer.step}, checkpoint {Path(a.out) / 'generator.safetensors'}")
     return 0
 
 
@@ -153,10 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_translate(sub)
+    _add_bench(sub)
     return ap
 
 
-COMMANDS = {"train": cmd_train, "translate": cmd_translate}
+COMMANDS = {"train": cmd_train, "translate": cmd_translate, "bench": cmd_bench}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

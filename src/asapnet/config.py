@@ -165,6 +165,7 @@ class TrainConfig:
         lambda_l2: optional L2 (MSE) reconstruction weight (denoising).
         gan: use the adversarial hinge loss (``False`` = pure reconstruction training).
         flip: random horizontal flips.
+        shuffle: shuffle the training set every epoch.
         seed: RNG seed.
         num_threads: torch CPU threads (``None`` = torch default).
     """
@@ -183,6 +184,7 @@ class TrainConfig:
     lambda_l2: float = 0.0
     gan: bool = True
     flip: bool = True
+    shuffle: bool = True
     seed: int = 0
     num_threads: Optional[int] = None
     sample_every: int = 100

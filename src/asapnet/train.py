@@ -18,8 +18,10 @@ from typing import Any, Callable, Dict, Iterator, Optional
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
 
 from .checkpoint import (load_optimizer, load_tensors, optimizer_tensors, prefixed, save_generator, save_tensors,
                          unprefixed)
@@ -104,6 +106,23 @@ class Trainer:
         self.vgg = vgg.to(self.device) if (vgg is not None and cfg.lambda_vgg > 0) else None
         self.step, self.epoch = 0, 0
         self._writer = None
+        # Under torchrun: DistributedDataParallel wrappers used for the training forward passes;
+        # self.G / self.D stay the plain modules (checkpoints, validation, the G-step D pass).
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.G_train, self.D_train = self.G, self.D
+        if self.distributed:
+            if self.device.type == "cuda" and _has_batchnorm(self.G):
+                self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.G_train = nn.parallel.DistributedDataParallel(self.G, device_ids=ids)
+            if self.D is not None:
+                self.D_train = nn.parallel.DistributedDataParallel(self.D, device_ids=ids)
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that logs and writes checkpoints (rank 0)."""
+        return self.rank == 0
 
     # -- checkpoints --------------------------------------------------------------------------
     def meta(self) -> Dict[str, Any]:
@@ -153,12 +172,12 @@ class Trainer:
             S = self.G.S
             Hp, Wp = math.ceil(H / S) * S, math.ceil(W / S) * S
             t, l, h, w = _random_region(Hp, Wp, self.cfg.crop, S)
-            fake = self.G(x, region=(t, l, h, w))
+            fake = self.G_train(x, region=(t, l, h, w))
             h, w = min(h, H - t), min(w, W - l)  # drop the replicate padding
             fake = fake[..., :h, :w]
         else:
             t, l, h, w = _random_region(H, W, self.cfg.crop, 1)
-            fake = self.G(x[..., t:t + h, l:l + w])
+            fake = self.G_train(x[..., t:t + h, l:l + w])
         return fake, x[..., t:t + h, l:l + w], y[..., t:t + h, l:l + w]
 
     def train_step(self, batch: Dict[str, Any]) -> Dict[str, float]:
@@ -170,8 +189,11 @@ class Trainer:
         logs: Dict[str, float] = {}
         if self.D is not None:
             self.D.train()
-            d_real = self.D(torch.cat([cond, real], 1))
-            d_fake = self.D(torch.cat([cond, fake.detach()], 1))
+            # real and fake in one pass (one DDP forward per backward)
+            n = real.shape[0]
+            d_both = self.D_train(torch.cat([torch.cat([cond, real], 1), torch.cat([cond, fake.detach()], 1)]))
+            d_real = [[f[:n] for f in scale] for scale in d_both]
+            d_fake = [[f[n:] for f in scale] for scale in d_both]
             loss_d = hinge_d_loss(d_real, d_fake)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
@@ -244,6 +266,10 @@ class Trainer:
         return {"val/psnr": p, "val/ssim": s, "val/l1": (fake - real).abs().mean().item()}
 
 
+def _has_batchnorm(m: nn.Module) -> bool:
+    return any(isinstance(x, nn.modules.batchnorm._BatchNorm) for x in m.modules())
+
+
 def _jsonable(o: Any) -> Any:
     if isinstance(o, np.ndarray):
         return o.tolist()
@@ -269,19 +295,26 @@ def train(trainer: Trainer, dataset: Dataset, val_dataset: Optional[Dataset] = N
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     if not (resume and trainer.load()):
-        random.seed(cfg.seed)
+        random.seed(cfg.seed + trainer.rank)  # augmentation differs per rank; model init is broadcast by DDP
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-    trainer.out.mkdir(parents=True, exist_ok=True)
-    (trainer.out / "run.json").write_text(json.dumps(trainer.meta(), indent=2, default=str))
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=len(dataset) >= cfg.batch_size,
-                        generator=torch.Generator().manual_seed(cfg.seed + trainer.epoch))
+    main = trainer.is_main
+    if main:
+        trainer.out.mkdir(parents=True, exist_ok=True)
+        (trainer.out / "run.json").write_text(json.dumps(trainer.meta(), indent=2, default=str))
+    if trainer.distributed:  # each rank sees its own shard; batch_size is per process
+        sampler = DistributedSampler(dataset, shuffle=cfg.shuffle, seed=cfg.seed, drop_last=True)
+        loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=True)
+    else:
+        loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=cfg.shuffle,
+                            drop_last=len(dataset) >= cfg.batch_size,
+                            generator=torch.Generator().manual_seed(cfg.seed + trainer.epoch))
     batches = _infinite(loader, trainer.epoch)
     bar = None
-    if progress:
+    if progress and main:
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=trainer.step, dynamic_ncols=True)
-    t0 = time.time()
+    t0, start = time.time(), trainer.step
     while trainer.step < cfg.steps:
         trainer.epoch, batch = next(batches)
         logs = trainer.train_step(batch)
@@ -289,13 +322,13 @@ def train(trainer: Trainer, dataset: Dataset, val_dataset: Optional[Dataset] = N
         if bar is not None:
             bar.update(1)
             bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in logs.items()})
-        if s % cfg.log_every == 0 or s == cfg.steps:
+        if main and (s % cfg.log_every == 0 or s == cfg.steps):
             for k, v in logs.items():
                 trainer.writer.add_scalar(k, v, s)
-            trainer.writer.add_scalar("time/sec_per_step", (time.time() - t0) / max(1, s), s)
-        if s % cfg.sample_every == 0 or s == cfg.steps:
+            trainer.writer.add_scalar("time/sec_per_step", (time.time() - t0) / max(1, s - start), s)
+        if main and (s % cfg.sample_every == 0 or s == cfg.steps):
             trainer.save_samples()
-        if s % cfg.checkpoint_every == 0 or s == cfg.steps:
+        if main and (s % cfg.checkpoint_every == 0 or s == cfg.steps):
             if val_dataset is not None:
                 vals = trainer.validate(val_dataset)
                 for k, v in vals.items():
