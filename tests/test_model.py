@@ -168,3 +168,20 @@ def test_config_validation():
         ASAPConfig(s2=12)
     with pytest.raises(KeyError, match="unknown ASAP preset"):
         asap_preset("nope")
+
+
+def test_prepare_for_inference_folds_spectral_norm_without_changing_outputs():
+    from torch.nn.utils import parametrize
+
+    from asapnet.models.inference import prepare_for_inference
+    m = create_model("asap", preset="tiny", in_channels=3)
+    x = torch.rand(1, 3, 20, 28) * 2 - 1
+    m.train()
+    m(x)  # one power iteration so sigma is not the initial estimate
+    m.eval()
+    with torch.no_grad():
+        before = m(x)
+        prepare_for_inference(m)
+        after = m(x)
+    assert not any(parametrize.is_parametrized(mod) for mod in m.modules())
+    assert (before - after).abs().max() < 1e-6

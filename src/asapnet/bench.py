@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .config import CITYSCAPES_NUM_CLASSES
 from .models import create_model, list_models
+from .models.inference import prepare_for_inference
 
 Size = Tuple[int, int]
 
@@ -210,7 +211,7 @@ def _bench_one(name: str, size: Size, repeats: int, warmup: int, device: torch.d
     mem = PeakMemory(device)
     mem.start()  # window: model construction + first (warm-up) pass
     model, used_preset = build_model(name, h, w, num_classes + 1, preset, kwargs)
-    model = model.to(device).eval()
+    model = prepare_for_inference(model.to(device))  # same for every model: eval + folded spectral norm
     with torch.inference_mode():
         y = model(x)
         _sync(device)

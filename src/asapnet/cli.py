@@ -148,12 +148,14 @@ def cmd_translate(a: argparse.Namespace) -> int:
     import torch
 
     from .checkpoint import load_generator
+    from .models.inference import prepare_for_inference
     from .translate import default_checkpoint, translate_files
 
     if a.threads:
         torch.set_num_threads(a.threads)
     ckpt = Path(a.checkpoint) if a.checkpoint else default_checkpoint()
     model, meta = load_generator(ckpt)
+    prepare_for_inference(model)
     print(f"model: {ckpt} ({meta['model']}, step {meta.get('step', '?')})")
     done = translate_files(model, meta, a.inputs, Path(a.out), a.instance_dir, a.on_error)
     print(f"wrote {len(done)} image(s) to {a.out}")

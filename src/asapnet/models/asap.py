@@ -105,7 +105,12 @@ class LRStream(nn.Module):
         self.spatially_uniform = cfg.spatially_uniform
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.head(self.body(x))  # (N, P, H/S, W/S)
+        h = self.body(x)  # (N, C, H/S, W/S)
+        N, C, gh, gw = h.shape
+        # the 1x1 head as one matrix product: (N, gh*gw, C) @ (C, P); CPU conv kernels handle a
+        # 1x1 conv with ~16k output channels poorly. Returned as a (N, P, gh, gw) view.
+        w = self.head.weight.view(self.head.out_channels, C)
+        p = F.linear(h.flatten(2).transpose(1, 2), w, self.head.bias).transpose(1, 2).view(N, -1, gh, gw)
         if self.spatially_uniform:
             # Fig. 9c ablation: one MLP for the whole image.
             p = p.mean(dim=(2, 3), keepdim=True).expand_as(p)
