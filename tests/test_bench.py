@@ -118,3 +118,11 @@ def test_cli_table_and_plot(tmp_path, capsys):
                     "--plot", str(png)], capsys)
     assert "x ASAP" in out and "32x64" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_asap_stages_reports_consistent_breakdown():
+    from asapnet.bench import asap_stages
+    r = asap_stages((64, 96), preset="tiny", repeats=1)
+    assert r["preset"] == "tiny" and r["lr_ms"] > 0 and r["hr_ms"] > 0 and r["matmul_gflops"] > 0
+    assert r["hr_gflop"] == pytest.approx(2 * ((36 + 8) * 8 + 8 * 8 + 8 * 3) * 64 * 96 / 1e9)  # 36 inputs + 8 PE channels (S=4)
+    assert 0 < r["hr_efficiency"] == pytest.approx(r["hr_gflops"] / r["matmul_gflops"])

@@ -284,6 +284,67 @@ def benchmark(models: Sequence[str], sizes: Sequence[Size], repeats: int = 5, de
     return results
 
 
+def _median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def matmul_gflops(repeats: int = 5, n: int = 2048, device: str = "cpu") -> float:
+    """The machine's measured fp32 matrix-multiply throughput: median GFLOP/s of an n x n x n
+    product (2 n^3 FLOPs) with the current torch thread count."""
+    dev = torch.device(device)
+    a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+    with torch.inference_mode():
+        ms = _median_ms(lambda: a @ b, repeats, dev)
+    return 2 * n ** 3 / (ms * 1e-3) / 1e9
+
+
+def asap_stages(size: Size, preset: Optional[str] = None, repeats: int = 5, device: str = "cpu",
+                num_classes: int = CITYSCAPES_NUM_CLASSES) -> Dict:
+    """Where ASAP-Net's inference time goes at ``size``: median ms of the S1 downsampling, the
+    LR-stream convolutions and the HR stream (paper Fig. 4 splits runtime the same way), the HR
+    stream's GFLOP/s, and the machine's fp32 matmul GFLOP/s measured in the same call.
+
+    Returns:
+        dict with keys size, preset, downsample_ms, lr_ms, hr_ms, total_ms, hr_gflop, hr_gflops,
+        matmul_gflops, hr_efficiency (hr_gflops / matmul_gflops).
+    """
+    import torch.nn.functional as F
+
+    h, w = size
+    dev = torch.device(device)
+    preset = preset or asap_preset_for(h, w)
+    model = prepare_for_inference(create_model("asap", preset=preset, in_channels=num_classes + 1).to(dev))
+    x = random_label_input(num_classes, h, w, generator=torch.Generator().manual_seed(0)).to(dev)
+    mm = matmul_gflops(repeats, device=device)
+    with torch.inference_mode():
+        xp = model.pad(x)
+        s1 = model.cfg.s1
+        H, W = xp.shape[-2:]
+        down = (lambda: F.interpolate(xp, size=(H // s1, W // s1), mode="bilinear", align_corners=False,
+                                      antialias=True)) if s1 > 1 else (lambda: xp)
+        xl = down()
+        params = model.lr(xl)
+        r = {"size": f"{h}x{w}", "preset": preset,
+             "downsample_ms": _median_ms(down, repeats, dev),
+             "lr_ms": _median_ms(lambda: model.lr(xl), repeats, dev),
+             "hr_ms": _median_ms(lambda: model.hr(xp, params), repeats, dev),
+             "total_ms": _median_ms(lambda: model(x), repeats, dev)}
+    flop = 2 * sum(ci * co for ci, co in model.hr.dims) * H * W
+    r["hr_gflop"] = flop / 1e9
+    r["hr_gflops"] = flop / (r["hr_ms"] * 1e-3) / 1e9
+    r["matmul_gflops"] = (mm + matmul_gflops(repeats, device=device)) / 2  # before and after, noisy machines
+    r["hr_efficiency"] = r["hr_gflops"] / r["matmul_gflops"]
+    return r
+
+
 # ---------------------------------------------------------------------------------------------
 # reporting
 # ---------------------------------------------------------------------------------------------
@@ -351,6 +412,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="label classes; inputs get one more channel for instance edges")
     p.add_argument("--json", action="store_true", help="print one JSON object per (model, size), no table")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="save runtime vs resolution plot")
+    p.add_argument("--stages", action="store_true",
+                   help="instead: ASAP per-stage times (downsample, LR, HR) and HR GFLOP/s vs matmul GFLOP/s")
     return p
 
 
@@ -363,6 +426,14 @@ def cmd_bench(a: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; registered: {list_models()}")
     sizes = parse_sizes(a.sizes)
+    if a.stages:
+        for size in sizes:
+            r = asap_stages(size, a.preset, a.repeats, a.device, a.num_classes)
+            print(json.dumps(r) if a.json else
+                  f"asap {r['size']} ({r['preset']}): downsample {r['downsample_ms']:.0f} ms, LR stream "
+                  f"{r['lr_ms']:.0f} ms, HR stream {r['hr_ms']:.0f} ms ({r['hr_gflops']:.1f} GFLOP/s = "
+                  f"{100 * r['hr_efficiency']:.0f}% of matmul {r['matmul_gflops']:.1f} GFLOP/s), total {r['total_ms']:.0f} ms")
+        return 0
 
     def progress(r: Dict) -> None:
         print(f"bench: {r['model']} {r['size']}: {r['ms']:.1f} ms", file=sys.stderr, flush=True)
