@@ -13,6 +13,8 @@ from typing import List, Optional, Sequence, Tuple
 
 from .bench import add_parser as _add_bench, cmd_bench
 from .data.io import DataError
+from .demo import add_demo_parser, cmd_demo
+from .export import add_export_parser, cmd_export
 
 
 def parse_size(s: str) -> Optional[Tuple[int, int]]:
@@ -66,6 +68,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .config import DiscriminatorConfig, TrainConfig, asap_preset
     from .data.datasets import AlignedABDataset, LabelPhotoDataset, cityscapes_pairs, data_root, pairs_from_folders
     from .models import create_model
+    import torch
+
     from .train import Trainer, train
 
     if a.dataset == "ab":
@@ -102,6 +106,7 @@ def cmd_train(a: argparse.Namespace) -> int:
             torch.cuda.set_device(device)
     if a.model != "asap":
         raise SystemExit(f"asapnet train: model {a.model!r} is not trainable from the CLI yet")
+    torch.manual_seed(a.seed)  # reproducible initialisation of G and D (train() reseeds for the data)
     gcfg = asap_preset(a.preset, in_channels=in_ch)
     G = create_model("asap", cfg=gcfg)
     tcfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, crop=a.crop, load_size=a.load_size, lr_g=a.lr_g,
@@ -171,13 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_translate(sub)
     _add_bench(sub)
+    add_export_parser(sub)
+    add_demo_parser(sub)
     return ap
 
 
-COMMANDS = {"train": cmd_train, "translate": cmd_translate, "bench": cmd_bench}
+COMMANDS = {"train": cmd_train, "translate": cmd_translate, "bench": cmd_bench, "export": cmd_export,
+            "demo": cmd_demo}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as \udcxx escapes
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -51,13 +51,32 @@ def visualize_input(x: torch.Tensor, num_classes: Optional[int]) -> torch.Tensor
     return rgb
 
 
-def _infinite(loader: DataLoader, epoch: int) -> Iterator[tuple]:
+class _ResumableSampler(torch.utils.data.Sampler):
+    """The indices of ``base`` (a sampler whose order depends only on (seed, epoch), like
+    ``DistributedSampler``) from position ``start`` on, so that a resumed run continues the
+    interrupted epoch where it stopped instead of replaying it."""
+
+    def __init__(self, base: DistributedSampler):
+        self.base, self.start = base, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.base.set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self):
+        return iter(list(self.base)[self.start:])
+
+    def __len__(self) -> int:
+        return len(self.base) - self.start
+
+
+def _infinite(loader: DataLoader, epoch: int, start: int = 0) -> Iterator[tuple]:
+    """(epoch, batch) forever, beginning at sample ``start`` of ``epoch``."""
     while True:
-        if hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(epoch)
+        loader.sampler.set_epoch(epoch, start)
         for batch in loader:
             yield epoch, batch
-        epoch += 1
+        epoch, start = epoch + 1, 0
 
 
 def _random_region(h: int, w: int, crop: Optional[tuple], align: int) -> tuple:
@@ -302,14 +321,17 @@ def train(trainer: Trainer, dataset: Dataset, val_dataset: Optional[Dataset] = N
     if main:
         trainer.out.mkdir(parents=True, exist_ok=True)
         (trainer.out / "run.json").write_text(json.dumps(trainer.meta(), indent=2, default=str))
-    if trainer.distributed:  # each rank sees its own shard; batch_size is per process
-        sampler = DistributedSampler(dataset, shuffle=cfg.shuffle, seed=cfg.seed, drop_last=True)
-        loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=True)
-    else:
-        loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=cfg.shuffle,
-                            drop_last=len(dataset) >= cfg.batch_size,
-                            generator=torch.Generator().manual_seed(cfg.seed + trainer.epoch))
-    batches = _infinite(loader, trainer.epoch)
+    # The order of every epoch is a function of (seed, epoch) alone (DistributedSampler, also for
+    # one process), and a resumed run starts the interrupted epoch at its next batch: kill + resume
+    # visits the same batches as an uninterrupted run.
+    world = dist.get_world_size() if trainer.distributed else 1
+    drop_last = trainer.distributed or len(dataset) >= cfg.batch_size
+    sampler = _ResumableSampler(DistributedSampler(dataset, num_replicas=world, rank=trainer.rank,
+                                                   shuffle=cfg.shuffle, seed=cfg.seed, drop_last=trainer.distributed))
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=drop_last,
+                        generator=torch.Generator().manual_seed(cfg.seed))  # keeps the global RNG untouched
+    epoch, done = divmod(trainer.step, len(loader))
+    batches = _infinite(loader, epoch, done * cfg.batch_size)
     bar = None
     if progress and main:
         from tqdm import tqdm

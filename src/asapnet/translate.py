@@ -76,6 +76,24 @@ def output_name(label_path: Path) -> str:
     return _stem(label_path) + ".png"
 
 
+def check_output_names(inputs: List[Path], out_dir: Path) -> None:
+    """Refuse a batch in which two inputs map to the same output, or an output would overwrite
+    an input (e.g. ``-o`` the input folder).
+
+    Raises:
+        DataError: naming both files.
+    """
+    seen: Dict[str, Path] = {}
+    sources = {p.resolve() for p in inputs if p.exists()}
+    for p in inputs:
+        name = output_name(p)
+        if name in seen and seen[name].resolve() != p.resolve():
+            raise DataError(f"{p}: its output {out_dir / name} would overwrite the translation of {seen[name]}")
+        seen[name] = p
+        if (out_dir / name).resolve() in sources:
+            raise DataError(f"{p}: its output {out_dir / name} would overwrite an input file")
+
+
 @torch.no_grad()
 def translate_files(model: nn.Module, meta: Dict, inputs: Iterable[Path], out_dir: Path,
                     instance_dir: Optional[Path] = None, on_error: str = "stop",
@@ -91,8 +109,10 @@ def translate_files(model: nn.Module, meta: Dict, inputs: Iterable[Path], out_di
     """
     num_classes = int(meta.get("num_classes", model.cfg.in_channels))
     use_instance = bool(meta.get("use_instance", False))
+    inputs = [Path(p) for p in inputs]
+    check_output_names(inputs, Path(out_dir))
     done = []
-    for path in map(Path, inputs):
+    for path in inputs:
         try:
             x = label_to_input(path, num_classes, use_instance,
                                find_instance_map(path, instance_dir) if use_instance else None)

@@ -64,13 +64,24 @@ def positional_encoding(height: int, width: int, num_frequencies: int,
 # ---------------------------------------------------------------------------------------------
 
 
+class _InstanceNorm2d(nn.InstanceNorm2d):
+    """``nn.InstanceNorm2d(affine=False)`` that also takes a 1x1 map. ``F.instance_norm`` refuses
+    one spatial element; the LR grid of an input of at most S x S pixels is 1x1, and normalising
+    a single value gives 0 (as ONNX InstanceNormalization does)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2] * x.shape[-1] == 1:
+            return torch.zeros_like(x)
+        return super().forward(x)
+
+
 def _conv_norm_relu(cin: int, cout: int, stride: int, norm: str, sn: bool) -> nn.Sequential:
     conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=(norm == "none"))
     if sn:
         conv = _spectral_norm(conv)
     layers: List[nn.Module] = [conv]
     if norm == "instance":
-        layers.append(nn.InstanceNorm2d(cout, affine=False))
+        layers.append(_InstanceNorm2d(cout, affine=False))
     elif norm == "batch":
         layers.append(nn.BatchNorm2d(cout))
     layers.append(nn.ReLU(inplace=True))
