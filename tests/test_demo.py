@@ -180,7 +180,7 @@ def test_cli_serves_until_interrupted(server_checkpoint):
             assert json.loads(r.read())["use_instance"] is True
     finally:
         p.send_signal(signal.SIGINT)
-        rc = p.wait(timeout=30)
+        rc = p.wait(timeout=180)  # a loaded CI machine can be slow to unwind
     assert rc == 0
 
 

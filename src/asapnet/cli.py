@@ -1,7 +1,9 @@
 """``asapnet`` command line: a thin shell over the library.
 
-    asapnet train --dataset cityscapes --preset cityscapes-cpu --steps 2000 --out runs/cs
+    asapnet train [--task translate|denoise|deblur|segment] ...
     asapnet translate LABEL.png... -o OUTDIR [--checkpoint PATH]
+    asapnet evaluate --task translate|denoise|deblur ...
+    asapnet bench | denoise | deblur | export | demo | study ...
 """
 from __future__ import annotations
 
@@ -13,8 +15,16 @@ from typing import List, Optional, Sequence, Tuple
 
 from .bench import add_parser as _add_bench, cmd_bench
 from .data.io import DataError
+from .deblur import add_deblur_parser, add_evaluate_deblur_args, add_train_deblur_args, cmd_deblur, \
+    cmd_evaluate_deblur, cmd_train_deblur
 from .demo import add_demo_parser, cmd_demo
+from .denoise import add_denoise_parser, add_train_denoise_args, cmd_denoise, cmd_evaluate_denoise, \
+    cmd_train_denoise, parse_sigmas
+from .evaluate import add_evaluate_translate_args, cmd_evaluate_translate
 from .export import add_export_parser, cmd_export
+from .losses import PretrainedWeightsUnavailable
+from .segment import add_train_segment_args, cmd_train_segment
+from .study import add_study_parser, cmd_study
 
 
 def parse_size(s: str) -> Optional[Tuple[int, int]]:
@@ -29,7 +39,11 @@ def parse_size(s: str) -> Optional[Tuple[int, int]]:
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a generator (SPADE-style GAN, paper §3.4)")
+    p = sub.add_parser("train", help="train a generator (SPADE-style GAN, paper §3.4), a denoiser, a deblurrer "
+                                     "or the segmentation-score network")
+    p.add_argument("--task", choices=["translate", "denoise", "deblur", "segment"], default="translate",
+                   help="translate: label->photo GAN (default); denoise: DnCNN/ASAP on BSD Train400; deblur: "
+                        "DeblurGAN/ASAP/MSG U-Net on synthetic motion blur; segment: segmenter for segscore")
     p.add_argument("--dataset", choices=["cityscapes", "folders", "ab"], default="cityscapes",
                    help="cityscapes: {train_label,train_inst,train_img} layout; folders: paired folders "
                         "matched by stem; ab: pix2pix side-by-side A|B images")
@@ -39,32 +53,60 @@ def _add_train(sub) -> None:
     p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"])
     p.add_argument("--num-classes", type=int, default=35)
     p.add_argument("--no-instance", action="store_true", help="do not use instance edge maps")
-    p.add_argument("--model", default="asap")
-    p.add_argument("--preset", default="cityscapes-cpu", help="ASAP config preset (see asapnet.ASAP_PRESETS)")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=1)
+    # None = the task's own default (see TASK_DEFAULTS and the task modules)
+    p.add_argument("--model", default=None, help="translate: asap; denoise: asap|dncnn; deblur: asap|deblurgan|msg_unet")
+    p.add_argument("--preset", default=None, help="ASAP config preset (see asapnet.ASAP_PRESETS; translate: "
+                                                 "cityscapes-cpu)")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--crop", type=parse_size, default=(256, 512), help="HxW training crop or 'none'")
     p.add_argument("--load-size", type=parse_size, default=None, help="resize inputs to HxW first")
-    p.add_argument("--lr-g", type=float, default=1e-4), p.add_argument("--lr-d", type=float, default=4e-4)
+    p.add_argument("--lr-g", type=float, default=None, help="G learning rate (translate: 1e-4, TTUR)")
+    p.add_argument("--lr-d", type=float, default=None, help="D learning rate (translate: 4e-4, TTUR)")
     p.add_argument("--lambda-feat", type=float, default=10.0)
     p.add_argument("--lambda-vgg", type=float, default=10.0)
     p.add_argument("--no-vgg", action="store_true", help="train without the VGG19 perceptual loss")
-    p.add_argument("--lambda-l1", type=float, default=0.0)
+    p.add_argument("--lambda-l1", type=float, default=None, help="L1 reconstruction weight (translate: 0)")
     p.add_argument("--no-gan", action="store_true", help="no discriminator (reconstruction losses only)")
     p.add_argument("--ndf", type=int, default=64), p.add_argument("--n-layers-d", type=int, default=4)
     p.add_argument("--num-d", type=int, default=2, help="discriminator scales")
     p.add_argument("--holdout", type=int, default=0, help="hold the last K pairs out for validation")
-    p.add_argument("--out", default="runs/asap", help="run folder")
+    p.add_argument("--out", default=None, help="run folder (translate: runs/asap)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/state.safetensors")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sample-every", type=int, default=100)
-    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--sample-every", type=int, default=None, help="(translate: 100)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="(translate: 100)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_train_denoise_args(p)
+    add_train_deblur_args(p)
+    add_train_segment_args(p)
+
+
+TASK_DEFAULTS = {
+    "translate": dict(model="asap", preset="cityscapes-cpu", steps=1000, batch_size=1, lr_g=1e-4, lr_d=4e-4,
+                      lambda_l1=0.0, out="runs/asap", sample_every=100, checkpoint_every=100),
+    "segment": dict(steps=1000, batch_size=4, out="runs/segmenter"),
+}
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    """Dispatch ``asapnet train`` on ``--task``; unset options take the task's defaults."""
+    if a.task == "denoise":
+        return cmd_train_denoise(a)
+    if a.task == "deblur":
+        return cmd_train_deblur(a)
+    for k, v in TASK_DEFAULTS[a.task].items():
+        if getattr(a, k, None) is None:
+            setattr(a, k, v)
+    if a.task == "segment":
+        return cmd_train_segment(a)
+    return cmd_train_translate(a)
+
+
+def cmd_train_translate(a: argparse.Namespace) -> int:
+    """``asapnet train --task translate``: label->photo (or A|B image->image) GAN training."""
     from .config import DiscriminatorConfig, TrainConfig, asap_preset
     from .data.datasets import AlignedABDataset, LabelPhotoDataset, cityscapes_pairs, data_root, pairs_from_folders
     from .models import create_model
@@ -167,6 +209,42 @@ def cmd_translate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="score a checkpoint: translate (segscore, PSNR, SSIM, FID), "
+                                        "denoise (PSNR/SSIM per sigma) or deblur (PSNR/SSIM)")
+    p.add_argument("--task", choices=["translate", "denoise", "deblur"], default="translate")
+    p.add_argument("--checkpoint", nargs="+", default=None, metavar="[NAME=]PATH",
+                   help="checkpoint(s); translate/denoise take one (translate default: the shipped model)")
+    p.add_argument("--data", nargs="*", default=None, help="data folder(s)")
+    p.add_argument("--data-root", default=None, help="default $ASAPNET_DATA or ../shared/data")
+    p.add_argument("--metrics", default=None, help="translate: comma-separated metrics")
+    p.add_argument("--sigma", type=parse_sigmas, default=[15.0, 25.0, 50.0], help="denoise: sigma list, e.g. 15,25,50")
+    p.add_argument("--seed", type=int, default=0, help="noise / blur seed")
+    p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    p.add_argument("--threads", type=int, default=None)
+    add_evaluate_translate_args(p, shared=False)
+    add_evaluate_deblur_args(p, shared=False)
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    """Dispatch ``asapnet evaluate`` on ``--task``."""
+    if a.task == "deblur":
+        if not a.checkpoint:
+            raise ValueError("evaluate --task deblur needs --checkpoint")
+        return cmd_evaluate_deblur(a)
+    if a.checkpoint and len(a.checkpoint) > 1:
+        raise ValueError(f"evaluate --task {a.task} takes one --checkpoint")
+    if a.data and len(a.data) > 1 and a.task == "translate":
+        raise ValueError("evaluate --task translate takes one --data folder")
+    ckpt = a.checkpoint[0] if a.checkpoint else None
+    if a.task == "denoise":
+        if not ckpt or not a.data:
+            raise ValueError("evaluate --task denoise needs --checkpoint and --data")
+        return cmd_evaluate_denoise(argparse.Namespace(**{**vars(a), "checkpoint": ckpt}))
+    return cmd_evaluate_translate(argparse.Namespace(**{**vars(a), "checkpoint": ckpt,
+                                                        "data": a.data[0] if a.data else None}))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -176,13 +254,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_translate(sub)
     _add_bench(sub)
+    _add_evaluate(sub)
+    add_denoise_parser(sub)
+    add_deblur_parser(sub)
     add_export_parser(sub)
     add_demo_parser(sub)
+    add_study_parser(sub)
     return ap
 
 
-COMMANDS = {"train": cmd_train, "translate": cmd_translate, "bench": cmd_bench, "export": cmd_export,
-            "demo": cmd_demo}
+COMMANDS = {"train": cmd_train, "translate": cmd_translate, "bench": cmd_bench, "evaluate": cmd_evaluate,
+            "denoise": cmd_denoise, "deblur": cmd_deblur, "export": cmd_export, "demo": cmd_demo, "study": cmd_study}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -191,8 +273,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
-    except (DataError, FileNotFoundError, ValueError) as e:
+        rc = COMMANDS[args.command](args)
+        if args.command == "demo":
+            # After a threaded server ran torch in handler threads, interpreter teardown can abort
+            # in a C++ thread-pool destructor ("terminate called without an active exception");
+            # everything is already closed, so leave without the teardown.
+            sys.stdout.flush(), sys.stderr.flush()
+            os._exit(rc)
+        return rc
+    except (DataError, FileNotFoundError, ValueError, PretrainedWeightsUnavailable) as e:
         print(f"asapnet {args.command}: error: {e}", file=sys.stderr)
         return 2
 

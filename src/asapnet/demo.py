@@ -24,6 +24,7 @@ import binascii
 import io
 import json
 import re
+import signal
 import tempfile
 import threading
 import time
@@ -112,6 +113,7 @@ class DemoApp:
             np.random.default_rng(12345).integers(0, 256, (self.num_classes, 3))
         self.colors = np.asarray(colors, dtype=np.uint8)
         self._lock = threading.Lock()
+        self.threads = torch.get_num_threads()  # read here: torch calls from handler threads are kept to inference
 
     def examples(self) -> List[str]:
         """Names of the example label maps (file names without ``_gtFine_labelIds.png``)."""
@@ -120,7 +122,7 @@ class DemoApp:
 
     def info(self) -> Dict:
         return {"model": self.name, "num_classes": self.num_classes, "use_instance": self.use_instance,
-                "threads": torch.get_num_threads(), "examples": self.examples()}
+                "threads": self.threads, "examples": self.examples()}
 
     def translate_files(self, label: Path, instance: Optional[Path] = None) -> Dict:
         """Translate one label map (+ instance map) file.
@@ -366,10 +368,14 @@ def cmd_demo(a: argparse.Namespace) -> int:
     server = make_server(app, a.host, a.port)
     host, port = server.server_address[:2]
     print(f"asapnet demo: serving {ckpt} on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    # Ctrl-C / SIGTERM stop the loop from a helper thread, so serve_forever returns normally
+    # instead of a KeyboardInterrupt unwinding through whatever C call the main thread is in.
+    stop = lambda *_: threading.Thread(target=server.shutdown, daemon=True).start()  # noqa: E731
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
         server.server_close()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     return 0

@@ -6,6 +6,9 @@ from .pix2pix import Pix2PixUNet
 from .pix2pixhd import Pix2PixHDGenerator
 from .spade import SPADEGenerator
 from .dncnn import DnCNN
+from .deblurgan import DeblurGANGenerator, PatchCritic
+from .msg_unet import MSGDiscriminator, MSGUNet
+from .sadnet import SADNet
 
 __all__ = ["create_model", "list_models", "register_model", "ASAPGenerator", "HRStream", "LRStream",
            "positional_encoding", "MultiscaleDiscriminator", "PatchDiscriminator"]
