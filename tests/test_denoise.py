@@ -138,6 +138,17 @@ def test_asap_denoise_preset_fits_the_size_budget():
         assert model(torch.rand(1, 1, 30, 41)).shape == (1, 1, 30, 41)
 
 
+def test_asap_denoiser_starts_near_identity_with_pixelwise_residual():
+    torch.manual_seed(0)
+    model, _ = build_denoiser("asap", "denoise-gray")
+    model.eval()
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        r = model(x) - x
+    assert r.abs().mean() < 0.02  # starts close to the identity (residual output)
+    assert r.std() > 1e-3  # ... with a residual that depends on the pixel, not one constant per tile
+
+
 def test_lr_schedule_holds_then_decays():
     assert lr_at(0, 100, 1e-3) == lr_at(50, 100, 1e-3) == 1e-3
     assert lr_at(75, 100, 1e-3) < 1e-3

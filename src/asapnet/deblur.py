@@ -221,13 +221,7 @@ class WGANGPTrainer(Trainer):
             l1 = (fake - real).abs().mean()
             logs["G/l1"] = l1.item()
             loss_g = loss_g + self.gp.lambda_l1 * l1
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
-        logs["G/total"] = loss_g.item()
-        self.step += 1
-        self._last = (cond.detach(), fake.detach(), real.detach())
-        return logs
+        return self.finish_g_step(loss_g, logs, cond, fake, real)
 
 
 class MSGTrainer(Trainer):
@@ -306,13 +300,7 @@ class MSGTrainer(Trainer):
             l1 = sum((f - r).abs().mean() for f, r in zip(fakes, reals)) / n
             logs["G/l1"] = l1.item()
             loss_g = loss_g + self.cfg.lambda_l1 * l1
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
-        logs["G/total"] = loss_g.item()
-        self.step += 1
-        self._last = (x.detach(), fakes[0].detach(), y.detach())
-        return logs
+        return self.finish_g_step(loss_g, logs, x, fakes[0], y)
 
 
 # ---------------------------------------------------------------------------------------------

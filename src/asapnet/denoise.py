@@ -58,6 +58,35 @@ def shipped_checkpoint(name: str = ASAP_CHECKPOINT) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 
+@torch.no_grad()
+def init_asap_hypernetwork(model: ASAPGenerator, modulation: float = 0.3, last_layer: float = 0.01) -> None:
+    """Re-initialise the LR-stream head (the 1x1 conv that predicts the MLP parameters) so that
+    training starts from a well-scaled, near-identity denoiser.
+
+    With PyTorch's default init the predicted MLP weights have a standard deviation of about
+    0.4 / sqrt(c_in), so the per-pixel MLP shrinks its input ~3x per layer and its output is
+    dominated by the predicted last bias: the network starts as "noisy input + a random constant
+    per tile" and learns the pixel-wise part very slowly. Here the head's *bias* holds a shared
+    He-initialised MLP (weights N(0, 2) before the 1/sqrt(c_in) scaling of
+    :class:`~asapnet.models.asap.HRStream`, biases 0), the head's *weights* add per-tile
+    modulations of standard deviation ~``modulation`` (for LR features of unit scale), and the last
+    MLP layer is scaled by ``last_layer`` so the initial output is ~ the (residual) input.
+    """
+    head = model.lr.head
+    c_feat = head.in_channels
+    nn.init.normal_(head.weight, std=modulation / math.sqrt(c_feat * 0.5))  # ReLU features: E[f^2] ~ 0.5
+    nn.init.zeros_(head.bias)
+    off = 0
+    dims = model.hr.dims
+    for i, (ci, co) in enumerate(dims):
+        n_w = ci * co
+        head.bias[off:off + n_w].normal_(std=math.sqrt(2.0))
+        if i == len(dims) - 1:
+            head.weight[off:off + n_w + co] *= last_layer
+            head.bias[off:off + n_w] *= last_layer
+        off += n_w + co
+
+
 def build_denoiser(model: str = "asap", preset: str = "denoise-gray", depth: int = 17,
                    channels: int = 64) -> Tuple[nn.Module, Dict[str, Any]]:
     """Create a gray denoiser and the JSON-able config stored in its checkpoints.
@@ -71,7 +100,9 @@ def build_denoiser(model: str = "asap", preset: str = "denoise-gray", depth: int
     """
     if model == "asap":
         cfg = asap_preset(preset, in_channels=1, out_channels=1, residual=True, output_activation="none")
-        return create_model("asap", cfg=cfg), cfg.to_dict()
+        net = create_model("asap", cfg=cfg)
+        init_asap_hypernetwork(net)
+        return net, cfg.to_dict()
     if model == "dncnn":
         kw = {"depth": depth, "channels": channels, "in_channels": 1}
         return create_model("dncnn", **kw), kw

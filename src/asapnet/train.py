@@ -244,6 +244,12 @@ class Trainer:
             l2 = (fake - real).pow(2).mean()
             logs["G/l2"] = l2.item()
             loss_g = loss_g + self.cfg.lambda_l2 * l2
+        return self.finish_g_step(loss_g, logs, cond, fake, real)
+
+    def finish_g_step(self, loss_g: torch.Tensor, logs: Dict[str, float], cond: torch.Tensor, fake: torch.Tensor,
+                      real: torch.Tensor) -> Dict[str, float]:
+        """Generator update with ``loss_g``, step count and the tensors kept for sample grids
+        (shared by the GAN variants built on this trainer)."""
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
