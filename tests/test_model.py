@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from asapnet import ASAPConfig, asap_preset, create_model, list_models
-from asapnet.models.asap import HRStream, positional_encoding
+from asapnet.models.asap import HRStream, neighborhood, positional_encoding
 
 
 def n_params(m):
@@ -134,6 +134,20 @@ def test_hr_stream_fast_inference_path_matches_reference(pe):
     assert (fast - ref).abs().max() < 1e-5  # stated bound: fp32 reassociation only
 
 
+@pytest.mark.parametrize("fast_pixels", [4096, 32, 8, 4, 1])
+def test_hr_stream_fast_path_in_tile_bands_matches_reference(fast_pixels):
+    # fast_pixels < S*S cuts every tile into row bands that share the tile's weights
+    cfg = asap_preset("tiny", in_channels=3, s1=1, s2=8)
+    hr = HRStream(cfg)
+    hr.fast_pixels = fast_pixels
+    torch.manual_seed(2)
+    x, params = torch.randn(2, 3, 24, 40), torch.randn(2, hr.num_params, 3, 5)
+    with torch.no_grad():
+        fast = hr.forward_fast(x, params)
+        ref = hr.forward_reference(x, params)
+    assert (fast - ref).abs().max() < 1e-5
+
+
 def test_region_forward_equals_crop_of_full_forward():
     m = create_model("asap", preset="tiny", in_channels=3).eval()
     x = torch.rand(1, 3, 30, 41) * 2 - 1
@@ -155,6 +169,43 @@ def test_spatially_uniform_ablation_uses_one_mlp_per_image():
     with torch.no_grad():
         y = m(torch.full((1, 3, 16, 16), 0.3))
     assert torch.allclose(y, y[..., :1, :1].expand_as(y), atol=1e-6)
+
+
+def test_neighborhood_channels_are_shifted_replicate_padded_copies():
+    x = torch.randn(2, 3, 7, 9)
+    n = neighborhood(x, 3)
+    assert n.shape == (2, 27, 7, 9)
+    assert torch.equal(neighborhood(x, 1), x)
+    xp = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+    for c in range(3):
+        for i in range(3):
+            for j in range(3):
+                assert torch.equal(n[:, c * 9 + i * 3 + j], xp[:, c, i:i + 7, j:j + 9])
+
+
+def test_hr_window_feeds_the_neighbourhood_to_the_pixel_mlps():
+    cfg = asap_preset("tiny", in_channels=1, out_channels=1, hr_window=3)
+    m = create_model("asap", cfg=cfg).eval()
+    assert m.hr.dims[0][0] == 9 + cfg.pe_channels
+    torch.manual_seed(3)
+    x = torch.rand(1, 1, 21, 26)
+    with torch.no_grad():
+        y = m(x)
+        xp = m.pad(x)
+        params = m.predict_params(xp)
+        ref = torch.tanh(naive_pixel_mlp(cfg, neighborhood(xp, 3), params)[..., :21, :26])  # tiny: tanh output
+        m.hr.fast = False
+        assert (m(x) - y).abs().max() < 1e-5  # fast path == reference path
+    assert torch.allclose(y.double(), ref, atol=1e-4)
+    # a pixel's output depends on its neighbours only through the window (and the LR stream):
+    # the HR stream output at (10, 10) changes when (10, 11) changes, with the params held fixed
+    x2 = x.clone()
+    x2[..., 10, 11] += 0.5
+    with torch.no_grad():
+        d = (m.hr(neighborhood(m.pad(x2), 3), params) - m.hr(neighborhood(xp, 3), params)).abs()[0, 0]
+    assert d[10, 10] > 0 and d[10, 13] == 0
+    with pytest.raises(ValueError, match="hr_window"):
+        ASAPConfig(hr_window=4)
 
 
 def test_no_positional_encoding_changes_mlp_input_width():

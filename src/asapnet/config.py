@@ -40,6 +40,10 @@ class ASAPConfig:
         output_activation: ``"tanh"`` (output in [-1, 1]) or ``"none"``.
         residual: add the input image to the output (image-to-image tasks with
             ``in_channels == out_channels``, e.g. denoising).
+        hr_window: side k (odd) of the input neighbourhood each per-pixel MLP reads. 1 (the
+            paper, §3.1): the pixel's own value. k > 1 (an extension for restoration tasks,
+            documented in docs/denoising.md): the k x k replicate-padded neighbourhood, so the
+            MLP input has ``in_channels * k * k`` image channels plus the encoding.
     """
 
     in_channels: int = CITYSCAPES_NUM_CLASSES + 1
@@ -57,6 +61,7 @@ class ASAPConfig:
     spectral_norm: bool = True
     output_activation: str = "tanh"
     residual: bool = False
+    hr_window: int = 1
 
     def __post_init__(self) -> None:
         for name in ("s1", "s2"):
@@ -71,6 +76,8 @@ class ASAPConfig:
             raise ValueError(f"ASAPConfig.output_activation must be tanh|none, got {self.output_activation!r}")
         if self.residual and self.in_channels != self.out_channels:
             raise ValueError("ASAPConfig.residual needs in_channels == out_channels")
+        if self.hr_window < 1 or self.hr_window % 2 == 0:
+            raise ValueError(f"ASAPConfig.hr_window must be an odd number >= 1, got {self.hr_window}")
 
     @property
     def S(self) -> int:
@@ -81,6 +88,11 @@ class ASAPConfig:
     def num_frequencies(self) -> int:
         """log2(S): number of positional-encoding frequencies per axis."""
         return int(math.log2(self.S))
+
+    @property
+    def hr_in_channels(self) -> int:
+        """Image channels of the per-pixel MLP input: in_channels * hr_window^2."""
+        return self.in_channels * self.hr_window ** 2
 
     @property
     def pe_channels(self) -> int:
@@ -114,11 +126,12 @@ ASAP_PRESETS: Dict[str, Dict[str, Any]] = {
     "facades-1024": dict(in_channels=12, s1=4, s2=16),
     # Small model for CPU training on full-resolution Cityscapes (the shipped default model).
     "cityscapes-cpu": dict(s1=4, s2=16, lr_width=32, lr_max_width=192, lr_depth=4, hr_width=64),
-    # Gray Gaussian denoiser (issue 4, docs/denoising.md): S = 4, small batch-normed LR stream
-    # without spectral norm, residual output (input + MLP output), no tanh; 5 MB of weights.
+    # Gray Gaussian denoiser (issue 4, docs/denoising.md): S = 4, small LR stream without
+    # normalisation or spectral norm, per-pixel MLPs reading the 5 x 5 neighbourhood
+    # (hr_window=5), residual output (input + MLP output), no tanh; ~5 MB of weights.
     "denoise-gray": dict(in_channels=1, out_channels=1, s1=1, s2=4, lr_width=32, lr_max_width=128, lr_depth=6,
-                         hr_width=32, hr_depth=4, norm="batch", spectral_norm=False, output_activation="none",
-                         residual=True),
+                         hr_width=32, hr_depth=4, norm="none", spectral_norm=False, output_activation="none",
+                         residual=True, hr_window=5),
     # Tiny model for tests.
     "tiny": dict(s1=1, s2=4, lr_width=8, lr_max_width=16, lr_depth=1, hr_width=8, hr_depth=3),
 }

@@ -611,7 +611,8 @@ def add_train_deblur_args(p: argparse.ArgumentParser) -> None:
     if "--val-images" not in p._option_string_actions:  # shared with --task denoise in `asapnet train`
         g.add_argument("--val-images", type=int, default=0, help="held-out images scored every checkpoint")
     g.add_argument("--time-budget", type=float, default=None, metavar="MIN",
-                   help="stop after this many minutes (wall clock) and write the checkpoint")
+                   help="stop after this many minutes (wall clock) and write the checkpoint "
+                        "(denoise: the learning-rate decay follows the budget)")
 
 
 def cmd_train_deblur(a: argparse.Namespace) -> int:

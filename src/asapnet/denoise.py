@@ -93,7 +93,8 @@ def build_denoiser(model: str = "asap", preset: str = "denoise-gray", depth: int
 
     Args:
         model: ``"asap"`` (ASAP-Net generator with an ASAP preset, 1 -> 1 channels, residual,
-            no output activation) or ``"dncnn"`` (``depth`` 17 = DnCNN-S, 20 = DnCNN-B).
+            no output activation), ``"dncnn"`` (``depth`` 17 = DnCNN-S, 20 = DnCNN-B) or
+            ``"sadnet"`` (Chang et al. 2020, gray, 32 base channels).
 
     Raises:
         ValueError: unknown model, or an ASAP preset that is not a 1-channel residual denoiser.
@@ -106,7 +107,10 @@ def build_denoiser(model: str = "asap", preset: str = "denoise-gray", depth: int
     if model == "dncnn":
         kw = {"depth": depth, "channels": channels, "in_channels": 1}
         return create_model("dncnn", **kw), kw
-    raise ValueError(f"denoising model must be 'asap' or 'dncnn', got {model!r}")
+    if model == "sadnet":
+        kw = {"in_channels": 1}
+        return create_model("sadnet", **kw), kw
+    raise ValueError(f"denoising model must be 'asap', 'dncnn' or 'sadnet', got {model!r}")
 
 
 @torch.no_grad()
@@ -156,10 +160,15 @@ class DenoiseDataConfig:
 def lr_at(step: int, total: int, base: float, hold: float = 0.5, final: float = 0.05) -> float:
     """Learning rate of step ``step`` (0-based) out of ``total``: ``base`` for the first ``hold``
     fraction, then a cosine decay to ``final * base`` at the last step."""
-    start = hold * total
-    if step <= start or total <= start:
+    return lr_at_fraction(step / max(1, total), base, hold, final)
+
+
+def lr_at_fraction(progress: float, base: float, hold: float = 0.5, final: float = 0.05) -> float:
+    """Learning rate at ``progress`` in [0, 1] of a run: ``base`` up to ``hold``, then a cosine
+    decay to ``final * base`` at 1 (values past 1 give ``final * base``)."""
+    if progress <= hold or hold >= 1:
         return base
-    t = min(1.0, (step - start) / max(1.0, total - start))
+    t = min(1.0, (progress - hold) / (1 - hold))
     return base * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
@@ -186,7 +195,7 @@ class DenoiseTrainer(Trainer):
 
 def train_denoiser(model: nn.Module, model_name: str, model_config: Dict[str, Any], data: DenoiseDataConfig,
                    cfg: TrainConfig, out_dir: PathLike, root: Optional[PathLike] = None, resume: bool = False,
-                   progress: bool = True) -> Trainer:
+                   progress: bool = True, time_budget_s: Optional[float] = None) -> Trainer:
     """Train ``model`` to denoise Train400 patches (L2 and/or L1 loss from ``cfg``, no GAN).
 
     ``cfg.gan`` must be False and ``cfg.lambda_vgg`` 0 (a gray denoiser has no VGG loss); the
@@ -194,6 +203,12 @@ def train_denoiser(model: nn.Module, model_name: str, model_config: Dict[str, An
     (``state.safetensors`` for resuming, ``generator.safetensors`` + ``.json`` for inference) are
     written to ``out_dir`` every ``cfg.checkpoint_every`` steps, with Set12 validation PSNR in
     ``metrics.jsonl``.
+
+    With ``time_budget_s`` (seconds of wall clock for this call) the schedule's progress is the
+    larger of ``step / cfg.steps`` and ``elapsed / time_budget_s``, and training stops (with a
+    final checkpoint and validation) when either reaches 1, so a run given a fixed amount of time
+    still ends with its learning rate decayed. With ``resume`` this continues a finished or
+    interrupted run for another ``time_budget_s``.
 
     Args:
         root: data folder holding ``denoise/Train400`` and ``denoise/Set12`` (see
@@ -221,12 +236,26 @@ def train_denoiser(model: nn.Module, model_name: str, model_config: Dict[str, An
     trainer = DenoiseTrainer(model, model_name, model_config, DiscriminatorConfig(in_channels=2), cfg, out_dir,
                              extra_meta=extra)
 
+    t0 = time.time()
+
     def schedule(step: int, logs: Dict[str, float]) -> None:
-        lr = lr_at(step, cfg.steps, cfg.lr_g, data.lr_hold, data.lr_final)
+        frac = step / max(1, cfg.steps)
+        if time_budget_s is not None:
+            frac = max(frac, (time.time() - t0) / time_budget_s)
+            if frac >= 1 and step < trainer.cfg.steps:
+                trainer.cfg.steps = step  # the loop ends here; final checkpoint below
+        lr = lr_at_fraction(frac, cfg.lr_g, data.lr_hold, data.lr_final)
         for g in trainer.opt_g.param_groups:
             g["lr"] = lr
 
-    return train(trainer, train_set, val_set, resume=resume, progress=progress, on_step=schedule)
+    train(trainer, train_set, val_set, resume=resume, progress=progress, on_step=schedule)
+    if time_budget_s is not None and trainer.is_main:
+        trainer.extra_meta["train_seconds_last_call"] = round(time.time() - t0, 1)
+        if val_set is not None:
+            with open(trainer.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": trainer.step, **trainer.validate(val_set)}) + "\n")
+        trainer.save()
+    return trainer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,7 +419,8 @@ def cmd_train_denoise(a: argparse.Namespace) -> int:
     out = Path(_opt(a, "out") or f"runs/denoise-{model_name}-{tag}")
     print(f"training {model_name} ({tag}) -> {out}")
     trainer = train_denoiser(model, model_name, mcfg, data, cfg, out, getattr(a, "data_root", None),
-                             resume=a.resume, progress=not getattr(a, "quiet", False))
+                             resume=a.resume, progress=not getattr(a, "quiet", False),
+                             time_budget_s=a.time_budget * 60 if getattr(a, "time_budget", None) else None)
     print(f"done: step {trainer.step}, checkpoint {out / 'generator.safetensors'}")
     return 0
 

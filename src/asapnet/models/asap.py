@@ -149,7 +149,7 @@ class HRStream(nn.Module):
         super().__init__()
         self.S = cfg.S
         self.num_frequencies = cfg.num_frequencies if cfg.positional_encoding else 0
-        c_in = cfg.in_channels + cfg.pe_channels
+        c_in = cfg.hr_in_channels + cfg.pe_channels
         widths = [c_in] + [cfg.hr_width] * (cfg.hr_depth - 1) + [cfg.out_channels]
         self.dims: List[Tuple[int, int]] = list(zip(widths[:-1], widths[1:]))
         self.num_params = sum(ci * co + co for ci, co in self.dims)
@@ -226,42 +226,75 @@ class HRStream(nn.Module):
         bounded buffers keep peak memory independent of the image height.
         """
         N, C, H, W = x.shape
-        S, T = self.S, self.S * self.S
+        S = self.S
         gh, gw = H // S, W // S
         dt, dev = x.dtype, x.device
         cin, cout = self.dims[0][0], self.dims[-1][1]
         out = torch.empty(N, cout, H, W, dtype=dt, device=dev)
+        # A batched product covers g tiles x B rows of each tile (B = S unless one tile alone
+        # exceeds fast_pixels: then tiles are cut into bands of B rows sharing their weights).
+        B = S
+        while B > 1 and B * S > self.fast_pixels:
+            B //= 2
+        T = B * S  # pixels per tile band
         g = max(1, min(gw, self.fast_pixels // T))  # tiles per batched product
-        feats = torch.empty(g, cin, S, S, dtype=dt, device=dev)
-        if self.num_frequencies:
-            feats[:, C:] = positional_encoding(S, S, self.num_frequencies, dev, dt)[0]  # same for every tile
+        feats = torch.empty(g, cin, B, S, dtype=dt, device=dev)
+        pe = positional_encoding(S, S, self.num_frequencies, dev, dt)[0] if self.num_frequencies else None
         acts = {co: [torch.empty(g, co, T, dtype=dt, device=dev) for _ in range(2)] for _, co in self.dims}
         wbufs = [torch.empty(g, co, ci, dtype=dt, device=dev) for ci, co in self.dims]
+        offsets, off = [], 0
+        for ci, co in self.dims:
+            offsets.append((off, off + ci * co))
+            off += ci * co + co
         for n in range(N):
             for r in range(gh):
                 for c0 in range(0, gw, g):
                     c1 = min(c0 + g, gw)
                     k = c1 - c0
-                    # (C, S, k, S) strip -> (k, C, S, S) tiles
-                    xs = x[n, :, r * S:(r + 1) * S, c0 * S:c1 * S]
-                    feats[:k, :C] = xs.reshape(C, S, k, S).permute(2, 0, 1, 3)
                     p = params[n, :, r, c0:c1].t().contiguous()  # (k, P)
-                    h = feats[:k].view(k, cin, T)
-                    off = 0
-                    for i, (ci, co) in enumerate(self.dims):
-                        w = p[:, off:off + ci * co].view(k, ci, co).transpose(1, 2)
-                        w = torch.mul(w, 1.0 / math.sqrt(ci), out=wbufs[i][:k])  # (k, co, ci)
-                        off += ci * co
-                        o = torch.bmm(w, h, out=acts[co][i % 2][:k])  # (k, co, T)
-                        o.add_(p[:, off:off + co].unsqueeze(2))
-                        off += co
-                        if i < len(self.dims) - 1:
-                            F.leaky_relu_(o, 0.2)
-                        h = o
-                    # (k, co, S, S) tiles -> (co, S, k, S) block of the output
-                    out[n, :, r * S:(r + 1) * S, c0 * S:c1 * S].copy_(
-                        h.view(k, cout, S, S).permute(1, 2, 0, 3).reshape(cout, S, k * S))
+                    ws, bs = [], []
+                    for i, ((ci, co), (o0, o1)) in enumerate(zip(self.dims, offsets)):
+                        w = p[:, o0:o1].view(k, ci, co).transpose(1, 2)
+                        ws.append(torch.mul(w, 1.0 / math.sqrt(ci), out=wbufs[i][:k]))  # (k, co, ci)
+                        bs.append(p[:, o1:o1 + co].unsqueeze(2))  # (k, co, 1)
+                    for b0 in range(0, S, B):
+                        y0 = r * S + b0
+                        # (C, B, k, S) strip -> (k, C, B, S) tile bands
+                        xs = x[n, :, y0:y0 + B, c0 * S:c1 * S]
+                        feats[:k, :C] = xs.reshape(C, B, k, S).permute(2, 0, 1, 3)
+                        if pe is not None:
+                            feats[:k, C:] = pe[:, b0:b0 + B]  # same for every tile
+                        h = feats[:k].view(k, cin, T)
+                        for i, (ci, co) in enumerate(self.dims):
+                            o = torch.bmm(ws[i], h, out=acts[co][i % 2][:k])  # (k, co, T)
+                            o.add_(bs[i])
+                            if i < len(self.dims) - 1:
+                                F.leaky_relu_(o, 0.2)
+                            h = o
+                        # (k, co, B, S) bands -> (co, B, k, S) block of the output
+                        out[n, :, y0:y0 + B, c0 * S:c1 * S].copy_(
+                            h.view(k, cout, B, S).permute(1, 2, 0, 3).reshape(cout, B, k * S))
         return out
+
+
+def neighborhood(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k x k neighbourhood of every pixel as channels (input of an HR stream with
+    ``hr_window = k``).
+
+    Args:
+        x: (N, C, H, W) float.
+        k: odd window side; 1 returns ``x`` itself.
+
+    Returns:
+        (N, C * k * k, H, W): channel ``c * k * k + i * k + j`` holds ``x[:, c, y + i - k // 2,
+        x + j - k // 2]``, with replicate padding at the borders.
+    """
+    if k == 1:
+        return x
+    r = k // 2
+    H, W = x.shape[-2:]
+    xp = F.pad(x, (r, r, r, r), mode="replicate")
+    return torch.stack([xp[:, :, i:i + H, j:j + W] for i in range(k) for j in range(k)], dim=2).flatten(1, 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,8 +365,9 @@ class ASAPGenerator(nn.Module):
         H, W = x.shape[-2:]
         xp = self.pad(x)
         params = self.predict_params(xp)
+        hr_in = neighborhood(xp, self.cfg.hr_window)
         if region is None:
-            y = self.hr(xp, params)[..., :H, :W]
+            y = self.hr(hr_in, params)[..., :H, :W]
             return self._finish(y, x)
         top, left, h, w = region
         S = self.S
@@ -341,7 +375,7 @@ class ASAPGenerator(nn.Module):
             raise ValueError(f"region {region} must be multiples of S={S} inside the padded input {tuple(xp.shape[-2:])}")
         xc = xp[..., top:top + h, left:left + w]
         pc = params[..., top // S:(top + h) // S, left // S:(left + w) // S]
-        return self._finish(self.hr(xc, pc), xc)
+        return self._finish(self.hr(hr_in[..., top:top + h, left:left + w], pc), xc)
 
 
 @register_model("asap")
