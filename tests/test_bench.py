@@ -126,3 +126,22 @@ def test_asap_stages_reports_consistent_breakdown():
     assert r["preset"] == "tiny" and r["lr_ms"] > 0 and r["hr_ms"] > 0 and r["matmul_gflops"] > 0
     assert r["hr_gflop"] == pytest.approx(2 * ((36 + 8) * 8 + 8 * 8 + 8 * 3) * 64 * 96 / 1e9)  # 36 inputs + 8 PE channels (S=4)
     assert 0 < r["hr_efficiency"] == pytest.approx(r["hr_gflops"] / r["matmul_gflops"])
+
+
+def test_variant_rows_report_time_and_error_against_fp32(capsys):
+    # channels_last is exact up to fp32 reassociation; int8 and onnx carry a measured error
+    out = _run_cli(["--models", "asap", "--sizes", "64x96", "--repeats", "1", "--preset", "tiny",
+                    "--threads", "1", "--variants", "channels_last,int8,onnx", "--json"], capsys)
+    rows = {r["model"]: r for r in map(json.loads, out.splitlines())}
+    assert list(rows) == ["asap", "asap+channels_last", "asap+int8", "asap+onnx"]
+    assert "max_abs_err" not in rows["asap"]
+    assert rows["asap+channels_last"]["max_abs_err"] < 1e-5
+    assert rows["asap+onnx"]["max_abs_err"] < 1e-4
+    assert 0 < rows["asap+int8"]["max_abs_err"] < 0.05
+    for name, r in rows.items():
+        assert r["params"] == rows["asap"]["params"] and r["ms"] > 0
+        assert r["ratio_to_asap"] == pytest.approx(r["ms"] / rows["asap"]["ms"])
+    with pytest.raises(ValueError, match="unknown variant"):
+        benchmark(["asap"], [(32, 32)], variants=["fp8"], model_kwargs=TINY)
+    with pytest.raises(ValueError, match="include 'asap'"):
+        benchmark(["pix2pix"], [(32, 32)], variants=["int8"], model_kwargs=TINY)

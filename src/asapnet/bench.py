@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .config import CITYSCAPES_NUM_CLASSES
 from .models import create_model, list_models
-from .models.inference import prepare_for_inference
+from .models.inference import optimize_for_inference, prepare_for_inference
 
 Size = Tuple[int, int]
 
@@ -204,42 +204,73 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+#: ``asapnet bench --variants``: optional ASAP inference variants, timed as extra rows
+#: ``asap+<variant>`` with their max. abs. difference from the plain fp32 output.
+VARIANTS = ("channels_last", "bf16", "fp16", "int8", "compile", "onnx")
+
+
+def _variant_model(model: torch.nn.Module, variant: str, device: torch.device, x: torch.Tensor) -> Callable:
+    """Build the callable of ASAP ``variant`` (see :data:`VARIANTS`) from a fresh ``model``."""
+    if variant == "onnx":
+        import tempfile
+
+        from .export import export_onnx, onnxruntime_runner
+        if device.type != "cpu":
+            raise ValueError("the onnx variant runs on onnxruntime's CPU provider; use --device cpu")
+        path = Path(tempfile.mkdtemp(prefix="asapnet-bench-")) / "asap.onnx"
+        export_onnx(model, path)
+        return onnxruntime_runner(path)
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; known: {list(VARIANTS)}")
+    precision = variant if variant in ("bf16", "fp16", "int8") else "fp32"
+    return optimize_for_inference(model, precision=precision, channels_last=variant == "channels_last",
+                                  compile=variant == "compile")
+
+
 def _bench_one(name: str, size: Size, repeats: int, warmup: int, device: torch.device, num_classes: int,
-               preset: Optional[str], kwargs: Dict) -> Dict:
+               preset: Optional[str], kwargs: Dict, variant: Optional[str] = None,
+               reference: Optional[torch.Tensor] = None) -> Tuple[Dict, torch.Tensor]:
     h, w = size
     x = random_label_input(num_classes, h, w, generator=torch.Generator().manual_seed(0)).to(device)
     mem = PeakMemory(device)
     mem.start()  # window: model construction + first (warm-up) pass
-    model, used_preset = build_model(name, h, w, num_classes + 1, preset, kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the same weights for a model and its variants
+        model, used_preset = build_model(name, h, w, num_classes + 1, preset, kwargs)
     model = prepare_for_inference(model.to(device))  # same for every model: eval + folded spectral norm
+    params = sum(p.numel() for p in model.parameters())
+    run = _variant_model(model, variant, device, x) if variant else model
     with torch.inference_mode():
-        y = model(x)
+        y = run(x)
         _sync(device)
         peak_mb = mem.stop()
     if y.shape[-2:] != (h, w):
         raise ValueError(f"model {name!r} returned shape {tuple(y.shape)} for a {h}x{w} input")
-    del y
-    gflops = count_gflops(model, x)
+    err = None if reference is None else float((y.float().cpu() - reference.float().cpu()).abs().max())
+    gflops = count_gflops(model, x) if not variant else None
     with torch.inference_mode():
         for _ in range(warmup - 1):
-            model(x)
+            run(x)
         times = []
         for _ in range(repeats):
             _sync(device)
             t0 = time.perf_counter()
-            model(x)
+            run(x)
             _sync(device)
             times.append((time.perf_counter() - t0) * 1e3)
-    return {"model": name, "size": f"{h}x{w}", "height": h, "width": w, "preset": used_preset,
-            "ms": statistics.median(times), "ms_min": min(times), "ms_max": max(times), "repeats": repeats,
-            "params": sum(p.numel() for p in model.parameters()), "gflops": gflops,
-            "peak_mb": peak_mb, "device": str(device), "threads": torch.get_num_threads()}
+    r = {"model": f"{name}+{variant}" if variant else name, "size": f"{h}x{w}", "height": h, "width": w,
+         "preset": used_preset, "ms": statistics.median(times), "ms_min": min(times), "ms_max": max(times),
+         "repeats": repeats, "params": params, "gflops": gflops, "peak_mb": peak_mb, "device": str(device),
+         "threads": torch.get_num_threads()}
+    if variant:
+        r["max_abs_err"] = err
+    return r, y
 
 
 def benchmark(models: Sequence[str], sizes: Sequence[Size], repeats: int = 5, device: str = "cpu",
               warmup: int = 1, num_classes: int = CITYSCAPES_NUM_CLASSES, preset: Optional[str] = None,
               model_kwargs: Optional[Dict[str, Dict]] = None,
-              on_result: Optional[Callable[[Dict], None]] = None) -> List[Dict]:
+              on_result: Optional[Callable[[Dict], None]] = None, variants: Sequence[str] = ()) -> List[Dict]:
     """Time registered generators on random label maps; one result dict per (size, model).
 
     Args:
@@ -253,6 +284,10 @@ def benchmark(models: Sequence[str], sizes: Sequence[Size], repeats: int = 5, de
         preset: ASAP preset for every size (default: :func:`asap_preset_for` each size).
         model_kwargs: extra constructor kwargs per model name, e.g. smaller widths in tests.
         on_result: called with each result dict as soon as it is measured (progress).
+        variants: optional ASAP inference variants (:data:`VARIANTS`; needs "asap" in
+            ``models``), each an extra row "asap+<variant>" at every size, with ``max_abs_err``:
+            the largest absolute difference of its output from the fp32 ASAP output on the same
+            input ([-1, 1] scale). Their ``gflops`` is None (same model).
 
     Returns:
         Dicts with keys model, size ("HxW"), height, width, preset (ASAP only, else None),
@@ -271,10 +306,25 @@ def benchmark(models: Sequence[str], sizes: Sequence[Size], repeats: int = 5, de
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda requested but CUDA is not available")
     model_kwargs = model_kwargs or {}
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+    if variants and "asap" not in models:
+        raise ValueError("variants are ASAP variants: include 'asap' in the models")
     results = []
     for size in sizes:
+        ref = None
         for name in models:
-            r = _bench_one(name, tuple(size), repeats, warmup, dev, num_classes, preset, model_kwargs.get(name, {}))
+            r, y = _bench_one(name, tuple(size), repeats, warmup, dev, num_classes, preset, model_kwargs.get(name, {}))
+            if name == "asap":
+                ref = y
+            del y
+            results.append(r)
+            if on_result:
+                on_result(r)
+        for v in variants:
+            r, _ = _bench_one("asap", tuple(size), repeats, warmup, dev, num_classes, preset,
+                              model_kwargs.get("asap", {}), variant=v, reference=ref)
             results.append(r)
             if on_result:
                 on_result(r)
@@ -351,15 +401,19 @@ def asap_stages(size: Size, preset: Optional[str] = None, repeats: int = 5, devi
 
 
 def format_table(results: Sequence[Dict]) -> str:
-    """Plain-text table of :func:`benchmark` results, one row per (size, model)."""
-    head = f"{'model':<10} {'size':>10} {'params':>9} {'GFLOPs':>9} {'ms (median)':>12} {'min..max ms':>20} " \
-           f"{'peak MB':>9} {'x ASAP':>7}"
+    """Plain-text table of :func:`benchmark` results, one row per (size, model); variant rows
+    show their max. abs. error against fp32 ASAP in the last column."""
+    variants = any("max_abs_err" in r for r in results)
+    head = f"{'model':<18} {'size':>10} {'params':>9} {'GFLOPs':>9} {'ms (median)':>12} {'min..max ms':>20} " \
+           f"{'peak MB':>9} {'x ASAP':>7}" + (f" {'max|err|':>9}" if variants else "")
     lines = [head, "-" * len(head)]
     for r in results:
         ratio = "-" if r.get("ratio_to_asap") is None else f"{r['ratio_to_asap']:.2f}"
         spread = f"{r['ms_min']:.1f}..{r['ms_max']:.1f}"
-        lines.append(f"{r['model']:<10} {r['size']:>10} {r['params'] / 1e6:>8.1f}M {r['gflops']:>9.1f} "
-                     f"{r['ms']:>12.1f} {spread:>20} {r['peak_mb']:>9.0f} {ratio:>7}")
+        gf = "-" if r.get("gflops") is None else f"{r['gflops']:.1f}"
+        err = "" if not variants else (f" {'-':>9}" if r.get("max_abs_err") is None else f" {r['max_abs_err']:>9.2e}")
+        lines.append(f"{r['model']:<18} {r['size']:>10} {r['params'] / 1e6:>8.1f}M {gf:>9} "
+                     f"{r['ms']:>12.1f} {spread:>20} {r['peak_mb']:>9.0f} {ratio:>7}{err}")
     return "\n".join(lines)
 
 
@@ -412,6 +466,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="label classes; inputs get one more channel for instance edges")
     p.add_argument("--json", action="store_true", help="print one JSON object per (model, size), no table")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="save runtime vs resolution plot")
+    p.add_argument("--variants", default="", help="extra ASAP rows, comma-separated: " + ",".join(VARIANTS) +
+                   " (time + max abs error vs fp32)")
     p.add_argument("--stages", action="store_true",
                    help="instead: ASAP per-stage times (downsample, LR, HR) and HR GFLOP/s vs matmul GFLOP/s")
     return p
@@ -439,7 +495,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
         print(f"bench: {r['model']} {r['size']}: {r['ms']:.1f} ms", file=sys.stderr, flush=True)
 
     results = benchmark(models, sizes, a.repeats, a.device, warmup=a.warmup, num_classes=a.num_classes,
-                        preset=a.preset, on_result=progress)
+                        preset=a.preset, on_result=progress,
+                        variants=[v.strip() for v in a.variants.split(",") if v.strip()])
     if a.json:
         for r in results:
             print(json.dumps(r))

@@ -113,6 +113,7 @@ class LRStream(nn.Module):
             width = cfg.lr_max_width
         self.body = nn.Sequential(*layers)
         self.head = nn.Conv2d(width, num_params, 1)
+        self.head_int8: Optional[nn.Module] = None  # set by models.inference.quantize_asap_head_int8
         self.spatially_uniform = cfg.spatially_uniform
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,8 +121,12 @@ class LRStream(nn.Module):
         N, C, gh, gw = h.shape
         # the 1x1 head as one matrix product: (N, gh*gw, C) @ (C, P); CPU conv kernels handle a
         # 1x1 conv with ~16k output channels poorly. Returned as a (N, P, gh, gw) view.
-        w = self.head.weight.view(self.head.out_channels, C)
-        p = F.linear(h.flatten(2).transpose(1, 2), w, self.head.bias).transpose(1, 2).view(N, -1, gh, gw)
+        hf = h.flatten(2).transpose(1, 2)
+        if self.head_int8 is not None:
+            p = self.head_int8(hf.float().contiguous()).to(h.dtype)
+        else:
+            p = F.linear(hf, self.head.weight.view(self.head.out_channels, C), self.head.bias)
+        p = p.transpose(1, 2).view(N, -1, gh, gw)
         if self.spatially_uniform:
             # Fig. 9c ablation: one MLP for the whole image.
             p = p.mean(dim=(2, 3), keepdim=True).expand_as(p)
@@ -335,8 +340,12 @@ class ASAPGenerator(nn.Module):
         """LR stream on padded input (N, C, H, W) -> MLP parameters (N, P, H/S, W/S) (§3.2)."""
         H, W = xp.shape[-2:]
         s1 = self.cfg.s1
-        xl = xp if s1 == 1 else F.interpolate(xp, size=(H // s1, W // s1), mode="bilinear",
-                                              align_corners=False, antialias=True)
+        if s1 == 1:
+            return self.lr(xp)
+        # (the anti-aliased kernel has no bf16/fp16 CPU implementation: run it in fp32 then)
+        xf = xp if xp.dtype in (torch.float32, torch.float64) else xp.float()
+        xl = F.interpolate(xf, size=(H // s1, W // s1), mode="bilinear", align_corners=False,
+                           antialias=True).to(xp.dtype)
         return self.lr(xl)
 
     def _check(self, x: torch.Tensor) -> None:
