@@ -76,3 +76,15 @@ def test_bad_checkpoint_is_a_clear_error(tmp_path):
         load_generator(bad)
     with pytest.raises(FileNotFoundError):
         load_generator(tmp_path / "nope.safetensors")
+
+
+def test_validation_accepts_images_of_different_sizes(tmp_path, data_root):
+    # held-out sets (deblurring test photos, Set12) mix sizes: metrics are per-image means
+    tr, ds = _setup(tmp_path, data_root, steps=1)
+    pairs = cityscapes_pairs(data_root / "cityscapes_samples", "train")[:2]
+    mixed = [LabelPhotoDataset(pairs[:1], 35, True, load_size=(64, 128))[0],
+             LabelPhotoDataset(pairs[1:], 35, True, load_size=(32, 96))[0]]
+    both = tr.validate(mixed)
+    singles = [tr.validate([item]) for item in mixed]
+    assert both["val/psnr"] == pytest.approx((singles[0]["val/psnr"] + singles[1]["val/psnr"]) / 2)
+    assert both["val/l1"] == pytest.approx((singles[0]["val/l1"] + singles[1]["val/l1"]) / 2)

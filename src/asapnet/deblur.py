@@ -609,7 +609,8 @@ def add_train_deblur_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ngf", type=int, default=None, help="DeblurGAN / MSG U-Net width")
     g.add_argument("--n-blocks", type=int, default=None, help="DeblurGAN ResBlocks")
     if "--val-images" not in p._option_string_actions:  # shared with --task denoise in `asapnet train`
-        g.add_argument("--val-images", type=int, default=0, help="held-out images scored every checkpoint")
+        g.add_argument("--val-images", type=int, default=None,
+                       help="held-out images scored every checkpoint (default: deblur 0, denoise 3)")
     g.add_argument("--time-budget", type=float, default=None, metavar="MIN",
                    help="stop after this many minutes (wall clock) and write the checkpoint "
                         "(denoise: the learning-rate decay follows the budget)")
@@ -639,7 +640,7 @@ def cmd_train_deblur(a: argparse.Namespace) -> int:
                       device=getattr(a, "device", "cpu") or "cpu")
     data = DeblurDataConfig(crop=a.crop_size, crops_per_image=a.crops_per_image, gopro=a.gopro,
                             sharp_dir=a.sharp_dir,
-                            val_images=a.val_images)
+                            val_images=a.val_images or 0)
     out = Path(_opt(a, "out") or f"runs/deblur-{name}")
     print(f"training {name} for deblurring -> {out}")
     budget = a.time_budget * 60 if a.time_budget else None
@@ -741,37 +742,15 @@ def cmd_deblur(a: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Stand-alone parser of ``python -m asapnet.deblur {train,evaluate,deblur}``."""
-    ap = argparse.ArgumentParser(prog="python -m asapnet.deblur", description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train a deblurring generator")
-    t.add_argument("--model", choices=["deblurgan", "asap", "msg_unet"], default=None)
-    t.add_argument("--steps", type=int, default=None), t.add_argument("--batch-size", type=int, default=None)
-    t.add_argument("--lr-g", type=float, default=None), t.add_argument("--lr-d", type=float, default=None)
-    t.add_argument("--lambda-l1", type=float, default=None)
-    t.add_argument("--no-vgg", action="store_true", help="no VGG19 content loss")
-    t.add_argument("--no-gan", action="store_true", help="no critic: reconstruction loss (--lambda-l1) only")
-    t.add_argument("--out", default=None), t.add_argument("--resume", action="store_true")
-    t.add_argument("--data-root", default=None), t.add_argument("--threads", type=int, default=None)
-    t.add_argument("--seed", type=int, default=0), t.add_argument("--device", default="cpu")
-    t.add_argument("--sample-every", type=int, default=None)
-    t.add_argument("--checkpoint-every", type=int, default=None)
-    t.add_argument("--quiet", action="store_true")
-    add_train_deblur_args(t)
-    add_evaluate_deblur_args(sub.add_parser("evaluate", help="PSNR/SSIM table of deblurring models"))
-    add_deblur_parser(sub)
-    return ap
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    a = build_parser().parse_args(argv)
-    cmd = {"train": cmd_train_deblur, "evaluate": cmd_evaluate_deblur, "deblur": cmd_deblur}[a.command]
-    try:
-        return cmd(a)
-    except (DataError, FileNotFoundError, ValueError, PretrainedWeightsUnavailable) as e:
-        print(f"asapnet {a.command}: error: {e}", file=sys.stderr)
-        return 2
+    """``python -m asapnet.deblur {train,evaluate,deblur} ...``: an alias of ``asapnet train/evaluate
+    --task deblur`` and ``asapnet deblur`` (same options, same exit codes)."""
+    from .cli import main as cli_main
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("train", "evaluate"):
+        argv = [argv[0], "--task", "deblur", *argv[1:]]
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

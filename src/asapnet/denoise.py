@@ -24,7 +24,7 @@ import math
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -34,11 +34,11 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from .config import ASAPConfig, DiscriminatorConfig, TrainConfig, asap_preset
+from .config import DiscriminatorConfig, TrainConfig, asap_preset
 from .data.datasets import data_root
 from .data.denoise import (BLIND_SIGMA_RANGE, DNCNN_SCALES, DenoisePatchDataset, NoisyTestDataset,
                            deterministic_noisy, read_gray)
-from .data.io import DataError, PathLike, list_images
+from .data.io import PathLike, list_images
 from .models import create_model
 from .models.asap import ASAPGenerator
 from .train import Trainer, train
@@ -395,7 +395,8 @@ def add_train_denoise_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--patches-per-image", type=int, default=64)
     g.add_argument("--depth", type=int, default=None, help="DnCNN depth (default 17 = DnCNN-S, 20 with --blind)")
     g.add_argument("--loss", choices=["l2", "l1"], default="l2")
-    g.add_argument("--val-images", type=int, default=3, help="Set12 images scored every checkpoint (0: none)")
+    g.add_argument("--val-images", type=int, default=None,
+                   help="held-out images scored every checkpoint (default: denoise 3 Set12 images, deblur 0)")
 
 
 def cmd_train_denoise(a: argparse.Namespace) -> int:
@@ -408,7 +409,7 @@ def cmd_train_denoise(a: argparse.Namespace) -> int:
     model, mcfg = build_denoiser(model_name, _opt(a, "preset"), depth=depth)
     patch = a.patch_size or (40 if model_name == "dncnn" else 48)
     data = DenoiseDataConfig(sigma=sigma, patch_size=patch, patches_per_image=a.patches_per_image,
-                             val_images=a.val_images)
+                             val_images=3 if a.val_images is None else a.val_images)
     l1 = a.loss == "l1"
     cfg = TrainConfig(steps=_opt(a, "steps"), batch_size=_opt(a, "batch_size"), crop=None, lr_g=_opt(a, "lr_g"),
                       beta1=0.9, beta2=0.999, lambda_vgg=0.0, lambda_l1=1.0 if l1 else 0.0,
@@ -486,36 +487,15 @@ def cmd_denoise(a: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Stand-alone parser of ``python -m asapnet.denoise {train,evaluate,denoise}`` (same options
-    as ``asapnet train/evaluate --task denoise`` and ``asapnet denoise``)."""
-    ap = argparse.ArgumentParser(prog="python -m asapnet.denoise", description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train a denoiser")
-    t.add_argument("--model", choices=["asap", "dncnn"], default=None)
-    t.add_argument("--preset", default=None, help="ASAP preset (default denoise-gray)")
-    t.add_argument("--steps", type=int, default=None), t.add_argument("--batch-size", type=int, default=None)
-    t.add_argument("--lr-g", type=float, default=None, help="Adam learning rate (default 1e-3)")
-    t.add_argument("--out", default=None), t.add_argument("--resume", action="store_true")
-    t.add_argument("--data-root", default=None), t.add_argument("--threads", type=int, default=None)
-    t.add_argument("--seed", type=int, default=0), t.add_argument("--device", default="cpu")
-    t.add_argument("--sample-every", type=int, default=None)
-    t.add_argument("--checkpoint-every", type=int, default=None)
-    t.add_argument("--quiet", action="store_true")
-    add_train_denoise_args(t)
-    add_evaluate_denoise_args(sub.add_parser("evaluate", help="PSNR/SSIM table of a denoiser"))
-    add_denoise_parser(sub)
-    return ap
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    a = build_parser().parse_args(argv)
-    cmd = {"train": cmd_train_denoise, "evaluate": cmd_evaluate_denoise, "denoise": cmd_denoise}[a.command]
-    try:
-        return cmd(a)
-    except (DataError, FileNotFoundError, ValueError) as e:
-        print(f"asapnet {a.command}: error: {e}", file=sys.stderr)
-        return 2
+    """``python -m asapnet.denoise {train,evaluate,denoise} ...``: an alias of ``asapnet train/evaluate
+    --task denoise`` and ``asapnet denoise`` (same options, same exit codes)."""
+    from .cli import main as cli_main
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("train", "evaluate"):
+        argv = [argv[0], "--task", "denoise", *argv[1:]]
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

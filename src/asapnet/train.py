@@ -278,17 +278,18 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, dataset: Dataset) -> Dict[str, float]:
-        """PSNR (dB) / SSIM / L1 of full-resolution outputs on ``dataset`` (images scaled to 0-255)."""
+        """PSNR (dB) / SSIM / L1 of full-resolution outputs on ``dataset`` (images scaled to 0-255),
+        each the mean over the images (which may differ in size)."""
         from .metrics import psnr_ssim
         self.G.eval()
-        fakes, reals = [], []
+        rows = []
         for i in range(len(dataset)):
             item = dataset[i]
-            fakes.append(self.G(item["input"][None].to(self.device)).cpu())
-            reals.append(item["target"][None])
-        fake, real = torch.cat(fakes), torch.cat(reals)
-        p, s = psnr_ssim(fake, real)
-        return {"val/psnr": p, "val/ssim": s, "val/l1": (fake - real).abs().mean().item()}
+            fake = self.G(item["input"][None].to(self.device)).cpu()
+            real = item["target"][None]
+            rows.append((*psnr_ssim(fake, real), (fake - real).abs().mean().item()))
+        p, s, l1 = (sum(col) / len(rows) for col in zip(*rows))
+        return {"val/psnr": p, "val/ssim": s, "val/l1": l1}
 
 
 def _has_batchnorm(m: nn.Module) -> bool:
