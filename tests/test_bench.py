@@ -141,6 +141,10 @@ def test_variant_rows_report_time_and_error_against_fp32(capsys):
     for name, r in rows.items():
         assert r["params"] == rows["asap"]["params"] and r["ms"] > 0
         assert r["ratio_to_asap"] == pytest.approx(r["ms"] / rows["asap"]["ms"])
+    # --channels-last applies to every model; the output is the same up to fp32 rounding
+    out = _run_cli(["--models", "asap,pix2pix", "--sizes", "64x96", "--repeats", "1", "--preset", "tiny",
+                    "--threads", "1", "--channels-last", "--variants", "int8", "--json"], capsys)
+    assert [json.loads(line)["model"] for line in out.splitlines()] == ["asap", "pix2pix", "asap+int8"]
     with pytest.raises(ValueError, match="unknown variant"):
         benchmark(["asap"], [(32, 32)], variants=["fp8"], model_kwargs=TINY)
     with pytest.raises(ValueError, match="include 'asap'"):

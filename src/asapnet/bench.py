@@ -229,7 +229,7 @@ def _variant_model(model: torch.nn.Module, variant: str, device: torch.device, x
 
 def _bench_one(name: str, size: Size, repeats: int, warmup: int, device: torch.device, num_classes: int,
                preset: Optional[str], kwargs: Dict, variant: Optional[str] = None,
-               reference: Optional[torch.Tensor] = None) -> Tuple[Dict, torch.Tensor]:
+               reference: Optional[torch.Tensor] = None, channels_last: bool = False) -> Tuple[Dict, torch.Tensor]:
     h, w = size
     x = random_label_input(num_classes, h, w, generator=torch.Generator().manual_seed(0)).to(device)
     mem = PeakMemory(device)
@@ -238,6 +238,8 @@ def _bench_one(name: str, size: Size, repeats: int, warmup: int, device: torch.d
         torch.manual_seed(0)  # the same weights for a model and its variants
         model, used_preset = build_model(name, h, w, num_classes + 1, preset, kwargs)
     model = prepare_for_inference(model.to(device))  # same for every model: eval + folded spectral norm
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     params = sum(p.numel() for p in model.parameters())
     run = _variant_model(model, variant, device, x) if variant else model
     with torch.inference_mode():
@@ -270,7 +272,8 @@ def _bench_one(name: str, size: Size, repeats: int, warmup: int, device: torch.d
 def benchmark(models: Sequence[str], sizes: Sequence[Size], repeats: int = 5, device: str = "cpu",
               warmup: int = 1, num_classes: int = CITYSCAPES_NUM_CLASSES, preset: Optional[str] = None,
               model_kwargs: Optional[Dict[str, Dict]] = None,
-              on_result: Optional[Callable[[Dict], None]] = None, variants: Sequence[str] = ()) -> List[Dict]:
+              on_result: Optional[Callable[[Dict], None]] = None, variants: Sequence[str] = (),
+              channels_last: bool = False) -> List[Dict]:
     """Time registered generators on random label maps; one result dict per (size, model).
 
     Args:
@@ -288,6 +291,8 @@ def benchmark(models: Sequence[str], sizes: Sequence[Size], repeats: int = 5, de
             ``models``), each an extra row "asap+<variant>" at every size, with ``max_abs_err``:
             the largest absolute difference of its output from the fp32 ASAP output on the same
             input ([-1, 1] scale). Their ``gflops`` is None (same model).
+        channels_last: convert every model's weights to channels-last memory format (so the
+            layout choice is the same for ASAP and the baselines).
 
     Returns:
         Dicts with keys model, size ("HxW"), height, width, preset (ASAP only, else None),
@@ -315,7 +320,8 @@ def benchmark(models: Sequence[str], sizes: Sequence[Size], repeats: int = 5, de
     for size in sizes:
         ref = None
         for name in models:
-            r, y = _bench_one(name, tuple(size), repeats, warmup, dev, num_classes, preset, model_kwargs.get(name, {}))
+            r, y = _bench_one(name, tuple(size), repeats, warmup, dev, num_classes, preset, model_kwargs.get(name, {}),
+                              channels_last=channels_last)
             if name == "asap":
                 ref = y
             del y
@@ -468,6 +474,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, metavar="FILE.png", help="save runtime vs resolution plot")
     p.add_argument("--variants", default="", help="extra ASAP rows, comma-separated: " + ",".join(VARIANTS) +
                    " (time + max abs error vs fp32)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="every model (ASAP and baselines) with channels-last (NHWC) weights")
     p.add_argument("--stages", action="store_true",
                    help="instead: ASAP per-stage times (downsample, LR, HR) and HR GFLOP/s vs matmul GFLOP/s")
     return p
@@ -496,7 +504,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
     results = benchmark(models, sizes, a.repeats, a.device, warmup=a.warmup, num_classes=a.num_classes,
                         preset=a.preset, on_result=progress,
-                        variants=[v.strip() for v in a.variants.split(",") if v.strip()])
+                        variants=[v.strip() for v in a.variants.split(",") if v.strip()],
+                        channels_last=a.channels_last)
     if a.json:
         for r in results:
             print(json.dumps(r))

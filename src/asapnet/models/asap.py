@@ -243,8 +243,12 @@ class HRStream(nn.Module):
             B //= 2
         T = B * S  # pixels per tile band
         g = max(1, min(gw, self.fast_pixels // T))  # tiles per batched product
-        feats = torch.empty(g, cin, B, S, dtype=dt, device=dev)
-        pe = positional_encoding(S, S, self.num_frequencies, dev, dt)[0] if self.num_frequencies else None
+        nb = S // B
+        feats = torch.empty(nb, g, cin, B, S, dtype=dt, device=dev)  # one input buffer per band
+        if self.num_frequencies:  # the encoding is the same for every tile: written once
+            pe = positional_encoding(S, S, self.num_frequencies, dev, dt)[0]
+            for j in range(nb):
+                feats[j, :, C:] = pe[:, j * B:(j + 1) * B]
         acts = {co: [torch.empty(g, co, T, dtype=dt, device=dev) for _ in range(2)] for _, co in self.dims}
         wbufs = [torch.empty(g, co, ci, dtype=dt, device=dev) for ci, co in self.dims]
         offsets, off = [], 0
@@ -262,14 +266,12 @@ class HRStream(nn.Module):
                         w = p[:, o0:o1].view(k, ci, co).transpose(1, 2)
                         ws.append(torch.mul(w, 1.0 / math.sqrt(ci), out=wbufs[i][:k]))  # (k, co, ci)
                         bs.append(p[:, o1:o1 + co].unsqueeze(2))  # (k, co, 1)
-                    for b0 in range(0, S, B):
-                        y0 = r * S + b0
+                    for j in range(nb):
+                        y0 = r * S + j * B
                         # (C, B, k, S) strip -> (k, C, B, S) tile bands
                         xs = x[n, :, y0:y0 + B, c0 * S:c1 * S]
-                        feats[:k, :C] = xs.reshape(C, B, k, S).permute(2, 0, 1, 3)
-                        if pe is not None:
-                            feats[:k, C:] = pe[:, b0:b0 + B]  # same for every tile
-                        h = feats[:k].view(k, cin, T)
+                        feats[j, :k, :C] = xs.reshape(C, B, k, S).permute(2, 0, 1, 3)
+                        h = feats[j, :k].view(k, cin, T)
                         for i, (ci, co) in enumerate(self.dims):
                             o = torch.bmm(ws[i], h, out=acts[co][i % 2][:k])  # (k, co, T)
                             o.add_(bs[i])
