@@ -286,5 +286,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
 
 
+def task_alias_main(task: str, argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m asapnet.<task> {train,evaluate,<command>} ...`` -> :func:`main` with
+    ``--task <task>`` inserted after ``train`` / ``evaluate``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("train", "evaluate"):
+        argv = [argv[0], "--task", task, *argv[1:]]
+    return main(argv)
+
+
 if __name__ == "__main__":
     sys.exit(main())

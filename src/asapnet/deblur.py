@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -745,12 +744,9 @@ def cmd_deblur(a: argparse.Namespace) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m asapnet.deblur {train,evaluate,deblur} ...``: an alias of ``asapnet train/evaluate
     --task deblur`` and ``asapnet deblur`` (same options, same exit codes)."""
-    from .cli import main as cli_main
+    from .cli import task_alias_main
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("train", "evaluate"):
-        argv = [argv[0], "--task", "deblur", *argv[1:]]
-    return cli_main(argv)
+    return task_alias_main("deblur", argv)
 
 
 if __name__ == "__main__":

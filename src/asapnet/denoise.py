@@ -22,7 +22,6 @@ import argparse
 import json
 import math
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -490,12 +489,9 @@ def cmd_denoise(a: argparse.Namespace) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m asapnet.denoise {train,evaluate,denoise} ...``: an alias of ``asapnet train/evaluate
     --task denoise`` and ``asapnet denoise`` (same options, same exit codes)."""
-    from .cli import main as cli_main
+    from .cli import task_alias_main
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("train", "evaluate"):
-        argv = [argv[0], "--task", "denoise", *argv[1:]]
-    return cli_main(argv)
+    return task_alias_main("denoise", argv)
 
 
 if __name__ == "__main__":
