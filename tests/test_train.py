@@ -88,3 +88,14 @@ def test_validation_accepts_images_of_different_sizes(tmp_path, data_root):
     singles = [tr.validate([item]) for item in mixed]
     assert both["val/psnr"] == pytest.approx((singles[0]["val/psnr"] + singles[1]["val/psnr"]) / 2)
     assert both["val/l1"] == pytest.approx((singles[0]["val/l1"] + singles[1]["val/l1"]) / 2)
+
+
+def test_time_budget_ends_training_with_final_checkpoint_and_validation(tmp_path, data_root):
+    tr, ds = _setup(tmp_path, data_root, steps=5)
+    tr.cfg.checkpoint_every = tr.cfg.sample_every = 100  # only the budget can trigger them
+    train(tr, ds, val_dataset=ds, progress=False, time_budget_s=0.0)  # over budget after step 1
+    assert tr.step == 1
+    _, meta = load_generator(tmp_path / "run" / "generator.safetensors")
+    assert meta["step"] == 1
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == [1]

@@ -431,12 +431,7 @@ def train_deblur(model: nn.Module, model_name: str, model_config: Dict[str, Any]
         trainer = WGANGPTrainer(model, model_name, model_config, cfg, gp or WGANGPConfig(), out_dir, content=content,
                                 extra_meta=extra)
     t0 = time.time()
-
-    def stop_when_over(step: int, logs: Dict[str, float]) -> None:
-        if time_budget_s is not None and time.time() - t0 > time_budget_s and step < trainer.cfg.steps:
-            trainer.cfg.steps = step  # the loop ends; the final checkpoint is written below
-
-    train(trainer, train_set, val_set, resume=resume, progress=progress, on_step=stop_when_over)
+    train(trainer, train_set, val_set, resume=resume, progress=progress, time_budget_s=time_budget_s)
     trainer.extra_meta["train_seconds"] = round(time.time() - t0, 1)
     if trainer.is_main:
         trainer.save()

@@ -241,19 +241,15 @@ def train_denoiser(model: nn.Module, model_name: str, model_config: Dict[str, An
         frac = step / max(1, cfg.steps)
         if time_budget_s is not None:
             frac = max(frac, (time.time() - t0) / time_budget_s)
-            if frac >= 1 and step < trainer.cfg.steps:
-                trainer.cfg.steps = step  # the loop ends here; final checkpoint below
         lr = lr_at_fraction(frac, cfg.lr_g, data.lr_hold, data.lr_final)
         for g in trainer.opt_g.param_groups:
             g["lr"] = lr
 
-    train(trainer, train_set, val_set, resume=resume, progress=progress, on_step=schedule)
+    train(trainer, train_set, val_set, resume=resume, progress=progress, on_step=schedule,
+          time_budget_s=time_budget_s)
     if time_budget_s is not None and trainer.is_main:
         trainer.extra_meta["train_seconds_last_call"] = round(time.time() - t0, 1)
-        if val_set is not None:
-            with open(trainer.out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps({"step": trainer.step, **trainer.validate(val_set)}) + "\n")
-        trainer.save()
+        trainer.save()  # with the wall time in its metadata
     return trainer
 
 

@@ -311,11 +311,14 @@ def _tuplify(o: Any) -> Any:
 
 
 def train(trainer: Trainer, dataset: Dataset, val_dataset: Optional[Dataset] = None, resume: bool = False,
-          progress: bool = True, on_step: Optional[Callable[[int, Dict[str, float]], None]] = None) -> Trainer:
+          progress: bool = True, on_step: Optional[Callable[[int, Dict[str, float]], None]] = None,
+          time_budget_s: Optional[float] = None) -> Trainer:
     """Run ``trainer`` on ``dataset`` until ``trainer.cfg.steps`` total steps.
 
     With ``resume=True`` it continues from ``out_dir/state.safetensors`` when present (model,
     optimisers, step, RNG). Checkpoints are written every ``checkpoint_every`` steps and at the end.
+    With ``time_budget_s`` (seconds of wall clock for this call) training also ends at the first
+    step past the budget, with the same final samples, validation and checkpoint.
     """
     cfg = trainer.cfg
     if cfg.num_threads:
@@ -348,16 +351,17 @@ def train(trainer: Trainer, dataset: Dataset, val_dataset: Optional[Dataset] = N
         trainer.epoch, batch = next(batches)
         logs = trainer.train_step(batch)
         s = trainer.step
+        last = s == cfg.steps or (time_budget_s is not None and time.time() - t0 > time_budget_s)
         if bar is not None:
             bar.update(1)
             bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in logs.items()})
-        if main and (s % cfg.log_every == 0 or s == cfg.steps):
+        if main and (s % cfg.log_every == 0 or last):
             for k, v in logs.items():
                 trainer.writer.add_scalar(k, v, s)
             trainer.writer.add_scalar("time/sec_per_step", (time.time() - t0) / max(1, s - start), s)
-        if main and (s % cfg.sample_every == 0 or s == cfg.steps):
+        if main and (s % cfg.sample_every == 0 or last):
             trainer.save_samples()
-        if main and (s % cfg.checkpoint_every == 0 or s == cfg.steps):
+        if main and (s % cfg.checkpoint_every == 0 or last):
             if val_dataset is not None:
                 vals = trainer.validate(val_dataset)
                 for k, v in vals.items():
@@ -367,6 +371,8 @@ def train(trainer: Trainer, dataset: Dataset, val_dataset: Optional[Dataset] = N
             trainer.save()
         if on_step is not None:
             on_step(s, logs)
+        if last:
+            break
     if bar is not None:
         bar.close()
     if trainer._writer is not None:
