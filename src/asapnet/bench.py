@@ -237,9 +237,8 @@ def _bench_one(name: str, size: Size, repeats: int, warmup: int, device: torch.d
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the same weights for a model and its variants
         model, used_preset = build_model(name, h, w, num_classes + 1, preset, kwargs)
-    model = prepare_for_inference(model.to(device))  # same for every model: eval + folded spectral norm
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    # same for every model: eval + folded spectral norm (+ NHWC weights with channels_last)
+    model = optimize_for_inference(model.to(device), channels_last=channels_last)
     params = sum(p.numel() for p in model.parameters())
     run = _variant_model(model, variant, device, x) if variant else model
     with torch.inference_mode():

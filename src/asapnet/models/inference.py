@@ -9,6 +9,7 @@ maximum absolute difference from the plain fp32 output, and ``tests/test_inferen
 from __future__ import annotations
 
 import warnings
+
 import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
