@@ -148,8 +148,9 @@ def test_hr_stream_fast_path_in_tile_bands_matches_reference(fast_pixels):
     assert (fast - ref).abs().max() < 1e-5
 
 
-def test_region_forward_equals_crop_of_full_forward():
-    m = create_model("asap", preset="tiny", in_channels=3).eval()
+@pytest.mark.parametrize("hr_window", [1, 3])
+def test_region_forward_equals_crop_of_full_forward(hr_window):
+    m = create_model("asap", preset="tiny", in_channels=3, hr_window=hr_window).eval()
     x = torch.rand(1, 3, 30, 41) * 2 - 1
     with torch.no_grad():
         full = m(x)
@@ -176,6 +177,7 @@ def test_neighborhood_channels_are_shifted_replicate_padded_copies():
     n = neighborhood(x, 3)
     assert n.shape == (2, 27, 7, 9)
     assert torch.equal(neighborhood(x, 1), x)
+    assert torch.equal(neighborhood(x, 3, region=(2, 3, 4, 5)), n[..., 2:6, 3:8])
     xp = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
     for c in range(3):
         for i in range(3):

@@ -284,24 +284,27 @@ class HRStream(nn.Module):
         return out
 
 
-def neighborhood(x: torch.Tensor, k: int) -> torch.Tensor:
+def neighborhood(x: torch.Tensor, k: int, region: Optional[Tuple[int, int, int, int]] = None) -> torch.Tensor:
     """The k x k neighbourhood of every pixel as channels (input of an HR stream with
     ``hr_window = k``).
 
     Args:
         x: (N, C, H, W) float.
-        k: odd window side; 1 returns ``x`` itself.
+        k: odd window side; 1 returns ``x`` itself (cropped to ``region``).
+        region: optional (top, left, height, width): only that part of the result is computed
+            (neighbours outside the region still come from ``x``).
 
     Returns:
-        (N, C * k * k, H, W): channel ``c * k * k + i * k + j`` holds ``x[:, c, y + i - k // 2,
-        x + j - k // 2]``, with replicate padding at the borders.
+        (N, C * k * k, H, W) (or the region's height and width): channel ``c * k * k + i * k + j``
+        holds ``x[:, c, y + i - k // 2, x + j - k // 2]``, with replicate padding at the borders.
     """
+    top, left, H, W = region if region is not None else (0, 0, *x.shape[-2:])
     if k == 1:
-        return x
+        return x[..., top:top + H, left:left + W]
     r = k // 2
-    H, W = x.shape[-2:]
     xp = F.pad(x, (r, r, r, r), mode="replicate")
-    return torch.stack([xp[:, :, i:i + H, j:j + W] for i in range(k) for j in range(k)], dim=2).flatten(1, 2)
+    return torch.stack([xp[:, :, top + i:top + i + H, left + j:left + j + W] for i in range(k) for j in range(k)],
+                       dim=2).flatten(1, 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,9 +379,8 @@ class ASAPGenerator(nn.Module):
         H, W = x.shape[-2:]
         xp = self.pad(x)
         params = self.predict_params(xp)
-        hr_in = neighborhood(xp, self.cfg.hr_window)
         if region is None:
-            y = self.hr(hr_in, params)[..., :H, :W]
+            y = self.hr(neighborhood(xp, self.cfg.hr_window), params)[..., :H, :W]
             return self._finish(y, x)
         top, left, h, w = region
         S = self.S
@@ -386,7 +388,7 @@ class ASAPGenerator(nn.Module):
             raise ValueError(f"region {region} must be multiples of S={S} inside the padded input {tuple(xp.shape[-2:])}")
         xc = xp[..., top:top + h, left:left + w]
         pc = params[..., top // S:(top + h) // S, left // S:(left + w) // S]
-        return self._finish(self.hr(hr_in[..., top:top + h, left:left + w], pc), xc)
+        return self._finish(self.hr(neighborhood(xp, self.cfg.hr_window, region), pc), xc)
 
 
 @register_model("asap")
