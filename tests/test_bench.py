@@ -149,3 +149,15 @@ def test_variant_rows_report_time_and_error_against_fp32(capsys):
         benchmark(["asap"], [(32, 32)], variants=["fp8"], model_kwargs=TINY)
     with pytest.raises(ValueError, match="include 'asap'"):
         benchmark(["pix2pix"], [(32, 32)], variants=["int8"], model_kwargs=TINY)
+
+
+def test_winograd_variant_row_and_flag_for_every_model():
+    torch.set_num_threads(1)
+    wide = {"asap": {"preset": "tiny", "lr_max_width": 256, "lr_depth": 1}, "pix2pixhd": dict(ngf=16, n_blocks=1)}
+    rows = {r["model"]: r for r in benchmark(["asap"], [(64, 96)], repeats=1, model_kwargs=wide,
+                                             variants=["winograd"])}
+    assert 0 < rows["asap+winograd"]["max_abs_err"] < 1e-5  # converted (not bit-identical), same image
+    plain = benchmark(["asap", "pix2pixhd"], [(64, 64)], repeats=1, model_kwargs=wide)
+    fast = benchmark(["asap", "pix2pixhd"], [(64, 64)], repeats=1, model_kwargs=wide, winograd=True)
+    for p, f in zip(plain, fast):  # nominal params and FLOPs of the model as defined, not of the conversion
+        assert (p["model"], p["params"], p["gflops"]) == (f["model"], f["params"], f["gflops"])

@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .config import CITYSCAPES_NUM_CLASSES
 from .models import create_model, list_models
-from .models.inference import optimize_for_inference, prepare_for_inference
+from .models.inference import optimize_for_inference
 
 Size = Tuple[int, int]
 
@@ -206,7 +206,7 @@ def _sync(device: torch.device) -> None:
 
 #: ``asapnet bench --variants``: optional ASAP inference variants, timed as extra rows
 #: ``asap+<variant>`` with their max. abs. difference from the plain fp32 output.
-VARIANTS = ("channels_last", "bf16", "fp16", "int8", "compile", "onnx")
+VARIANTS = ("channels_last", "winograd", "bf16", "fp16", "int8", "compile", "onnx")
 
 
 def _variant_model(model: torch.nn.Module, variant: str, device: torch.device, x: torch.Tensor) -> Callable:
@@ -224,12 +224,13 @@ def _variant_model(model: torch.nn.Module, variant: str, device: torch.device, x
         raise ValueError(f"unknown variant {variant!r}; known: {list(VARIANTS)}")
     precision = variant if variant in ("bf16", "fp16", "int8") else "fp32"
     return optimize_for_inference(model, precision=precision, channels_last=variant == "channels_last",
-                                  compile=variant == "compile")
+                                  compile=variant == "compile", winograd=variant == "winograd")
 
 
 def _bench_one(name: str, size: Size, repeats: int, warmup: int, device: torch.device, num_classes: int,
                preset: Optional[str], kwargs: Dict, variant: Optional[str] = None,
-               reference: Optional[torch.Tensor] = None, channels_last: bool = False) -> Tuple[Dict, torch.Tensor]:
+               reference: Optional[torch.Tensor] = None, channels_last: bool = False,
+               winograd: bool = False) -> Tuple[Dict, torch.Tensor]:
     h, w = size
     x = random_label_input(num_classes, h, w, generator=torch.Generator().manual_seed(0)).to(device)
     mem = PeakMemory(device)
@@ -240,6 +241,10 @@ def _bench_one(name: str, size: Size, repeats: int, warmup: int, device: torch.d
     # same for every model: eval + folded spectral norm (+ NHWC weights with channels_last)
     model = optimize_for_inference(model.to(device), channels_last=channels_last)
     params = sum(p.numel() for p in model.parameters())
+    # nominal FLOPs of the model as defined (counted before any Winograd conversion)
+    gflops = count_gflops(model, x) if not variant else None
+    if winograd:  # same for every model: wide 3x3 convolutions by Winograd F(2x2, 3x3)
+        optimize_for_inference(model, winograd=True)
     run = _variant_model(model, variant, device, x) if variant else model
     with torch.inference_mode():
         y = run(x)
@@ -248,7 +253,6 @@ def _bench_one(name: str, size: Size, repeats: int, warmup: int, device: torch.d
     if y.shape[-2:] != (h, w):
         raise ValueError(f"model {name!r} returned shape {tuple(y.shape)} for a {h}x{w} input")
     err = None if reference is None else float((y.float().cpu() - reference.float().cpu()).abs().max())
-    gflops = count_gflops(model, x) if not variant else None
     with torch.inference_mode():
         for _ in range(warmup - 1):
             run(x)
@@ -272,7 +276,7 @@ def benchmark(models: Sequence[str], sizes: Sequence[Size], repeats: int = 5, de
               warmup: int = 1, num_classes: int = CITYSCAPES_NUM_CLASSES, preset: Optional[str] = None,
               model_kwargs: Optional[Dict[str, Dict]] = None,
               on_result: Optional[Callable[[Dict], None]] = None, variants: Sequence[str] = (),
-              channels_last: bool = False) -> List[Dict]:
+              channels_last: bool = False, winograd: bool = False) -> List[Dict]:
     """Time registered generators on random label maps; one result dict per (size, model).
 
     Args:
@@ -292,6 +296,8 @@ def benchmark(models: Sequence[str], sizes: Sequence[Size], repeats: int = 5, de
             input ([-1, 1] scale). Their ``gflops`` is None (same model).
         channels_last: convert every model's weights to channels-last memory format (so the
             layout choice is the same for ASAP and the baselines).
+        winograd: run every model's wide 3x3 convolutions by Winograd F(2x2, 3x3)
+            (:func:`asapnet.models.winograd.convert_winograd`), ASAP and baselines alike.
 
     Returns:
         Dicts with keys model, size ("HxW"), height, width, preset (ASAP only, else None),
@@ -320,7 +326,7 @@ def benchmark(models: Sequence[str], sizes: Sequence[Size], repeats: int = 5, de
         ref = None
         for name in models:
             r, y = _bench_one(name, tuple(size), repeats, warmup, dev, num_classes, preset, model_kwargs.get(name, {}),
-                              channels_last=channels_last)
+                              channels_last=channels_last, winograd=winograd)
             if name == "asap":
                 ref = y
             del y
@@ -362,10 +368,11 @@ def matmul_gflops(repeats: int = 5, n: int = 2048, device: str = "cpu") -> float
 
 
 def asap_stages(size: Size, preset: Optional[str] = None, repeats: int = 5, device: str = "cpu",
-                num_classes: int = CITYSCAPES_NUM_CLASSES) -> Dict:
+                num_classes: int = CITYSCAPES_NUM_CLASSES, winograd: bool = False) -> Dict:
     """Where ASAP-Net's inference time goes at ``size``: median ms of the S1 downsampling, the
     LR-stream convolutions and the HR stream (paper Fig. 4 splits runtime the same way), the HR
-    stream's GFLOP/s, and the machine's fp32 matmul GFLOP/s measured in the same call.
+    stream's GFLOP/s, and the machine's fp32 matmul GFLOP/s measured in the same call. With
+    ``winograd`` the LR stream's wide convolutions run by Winograd F(2x2, 3x3).
 
     Returns:
         dict with keys size, preset, downsample_ms, lr_ms, hr_ms, total_ms, hr_gflop, hr_gflops,
@@ -376,7 +383,8 @@ def asap_stages(size: Size, preset: Optional[str] = None, repeats: int = 5, devi
     h, w = size
     dev = torch.device(device)
     preset = preset or asap_preset_for(h, w)
-    model = prepare_for_inference(create_model("asap", preset=preset, in_channels=num_classes + 1).to(dev))
+    model = optimize_for_inference(create_model("asap", preset=preset, in_channels=num_classes + 1).to(dev),
+                                   winograd=winograd)
     x = random_label_input(num_classes, h, w, generator=torch.Generator().manual_seed(0)).to(dev)
     mm = matmul_gflops(repeats, device=device)
     with torch.inference_mode():
@@ -475,6 +483,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    " (time + max abs error vs fp32)")
     p.add_argument("--channels-last", action="store_true",
                    help="every model (ASAP and baselines) with channels-last (NHWC) weights")
+    p.add_argument("--winograd", action="store_true",
+                   help="every model (ASAP and baselines) with its wide 3x3 convolutions by Winograd F(2x2,3x3)")
     p.add_argument("--stages", action="store_true",
                    help="instead: ASAP per-stage times (downsample, LR, HR) and HR GFLOP/s vs matmul GFLOP/s")
     return p
@@ -491,7 +501,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
     sizes = parse_sizes(a.sizes)
     if a.stages:
         for size in sizes:
-            r = asap_stages(size, a.preset, a.repeats, a.device, a.num_classes)
+            r = asap_stages(size, a.preset, a.repeats, a.device, a.num_classes, winograd=a.winograd)
             print(json.dumps(r) if a.json else
                   f"asap {r['size']} ({r['preset']}): downsample {r['downsample_ms']:.0f} ms, LR stream "
                   f"{r['lr_ms']:.0f} ms, HR stream {r['hr_ms']:.0f} ms ({r['hr_gflops']:.1f} GFLOP/s = "
@@ -504,7 +514,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
     results = benchmark(models, sizes, a.repeats, a.device, warmup=a.warmup, num_classes=a.num_classes,
                         preset=a.preset, on_result=progress,
                         variants=[v.strip() for v in a.variants.split(",") if v.strip()],
-                        channels_last=a.channels_last)
+                        channels_last=a.channels_last, winograd=a.winograd)
     if a.json:
         for r in results:
             print(json.dumps(r))

@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
+from .winograd import convert_winograd
+
 #: Variants accepted by :func:`optimize_for_inference` (``precision`` values and switches).
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
@@ -79,7 +81,7 @@ def quantize_asap_head_int8(model: nn.Module) -> nn.Module:
 
 
 def optimize_for_inference(model: nn.Module, precision: str = "fp32", channels_last: bool = False,
-                           compile: bool = False) -> nn.Module:
+                           compile: bool = False, winograd: bool = False) -> nn.Module:
     """:func:`prepare_for_inference` plus optional speed variants.
 
     Args:
@@ -92,6 +94,10 @@ def optimize_for_inference(model: nn.Module, precision: str = "fp32", channels_l
         compile: ``torch.compile`` the convolutional part (ASAP: the LR stream; the HR stream's
             fast path is a loop over reused buffers that compilation does not improve; other
             models: the whole forward). The first call compiles (tens of seconds on CPU).
+        winograd: replace every wide (>= 256 channels) 3x3 stride-1 convolution by Winograd
+            F(2x2, 3x3) (:func:`asapnet.models.winograd.convert_winograd`): 2.25x fewer
+            multiply-adds in those layers, same outputs up to float32 rounding. Any model (ASAP:
+            the 1024-wide LR blocks; pix2pixHD: the residual blocks; SPADE: the wide blocks).
 
     Returns:
         The model to call: ``model`` itself, or a :class:`CastInference` wrapper around it.
@@ -106,6 +112,8 @@ def optimize_for_inference(model: nn.Module, precision: str = "fp32", channels_l
     model = prepare_for_inference(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if winograd:
+        convert_winograd(model)
     if precision == "int8":
         quantize_asap_head_int8(model)
     if compile:
