@@ -296,8 +296,13 @@ def test_cli_train_evaluate_deblur(tmp_path, kodak, capsys):
     assert rc == 0 and (out / "generator.safetensors").is_file()
     ckpt = out / "generator.safetensors"
     assert main(["train", "--model", "asap", "--no-gan", "--no-vgg", "--lambda-l1", "1", "--steps", "1",
+                 "--hr-window", "3", "--lr-norm", "none",
                  "--crop-size", "32", "--sharp-dir", str(sharp), "--out", str(tmp_path / "l1"), "--quiet"]) == 0
-    assert load_generator(tmp_path / "l1" / "generator.safetensors")[1]["model"] == "asap"
+    asap, meta = load_generator(tmp_path / "l1" / "generator.safetensors")
+    assert meta["model"] == "asap" and asap.cfg.hr_window == 3 and asap.cfg.norm == "none"
+    capsys.readouterr()
+    assert main(["train", "--model", "deblurgan", "--hr-window", "3", "--steps", "1", "--out", str(tmp_path / "x")]) != 0
+    assert "--hr-window/--lr-norm apply to asap" in capsys.readouterr().err
     assert main(["evaluate", "--checkpoint", f"tiny={ckpt}", "--data", str(sharp), "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [r["model"] for r in rows] == ["blurred input", "tiny"] and rows[0]["images"] == 2

@@ -602,6 +602,10 @@ def add_train_deblur_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--critic-ndf", type=int, default=64)
     g.add_argument("--ngf", type=int, default=None, help="DeblurGAN / MSG U-Net width")
     g.add_argument("--n-blocks", type=int, default=None, help="DeblurGAN ResBlocks")
+    g.add_argument("--hr-window", type=int, default=None,
+                   help="ASAP: the per-pixel MLPs read the k x k neighbourhood (odd k; default 1, the paper)")
+    g.add_argument("--lr-norm", choices=["instance", "batch", "none"], default=None,
+                   help="ASAP: LR-stream normalisation (default instance)")
     if "--val-images" not in p._option_string_actions:  # shared with --task denoise in `asapnet train`
         g.add_argument("--val-images", type=int, default=None,
                        help="held-out images scored every checkpoint (default: deblur 0, denoise 3)")
@@ -618,6 +622,10 @@ def cmd_train_deblur(a: argparse.Namespace) -> int:
     over = {k: v for k, v in (("ngf", a.ngf), ("n_blocks", a.n_blocks)) if v is not None}
     if name == "asap" and over:
         raise ValueError("--ngf/--n-blocks apply to deblurgan and msg_unet")
+    asap_over = {k: v for k, v in (("hr_window", a.hr_window), ("norm", a.lr_norm)) if v is not None}
+    if name != "asap" and asap_over:
+        raise ValueError("--hr-window/--lr-norm apply to asap")
+    over.update(asap_over)
     if name == "msg_unet":
         over.pop("n_blocks", None)
     model, mcfg = build_deblur_model(name, **over)
