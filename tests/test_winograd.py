@@ -52,6 +52,8 @@ def test_convert_replaces_only_wide_3x3_stride1_convolutions():
     kinds = [type(m[i]).__name__ for i in range(len(m))]
     assert kinds == ["WinogradConv2d", "Conv2d", "Conv2d", "Sequential", "Conv2d", "Conv2d", "Conv2d"]
     assert type(m[3][1]) is WinogradConv2d and m[3][1].padding == 0
+    sn = nn.Sequential(torch.nn.utils.parametrizations.spectral_norm(nn.Conv2d(256, 256, 3, padding=1)))
+    assert not isinstance(convert_winograd(sn)[0], WinogradConv2d)  # parametrised (SN not folded): kept
     assert convert_winograd(nn.Conv2d(64, 64, 3, padding=1)).__class__ is nn.Conv2d  # a bare module is not replaced
 
 

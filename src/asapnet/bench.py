@@ -29,6 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .config import CITYSCAPES_NUM_CLASSES
 from .models import create_model, list_models
 from .models.inference import optimize_for_inference
+from .models.winograd import convert_winograd
 
 Size = Tuple[int, int]
 
@@ -244,7 +245,7 @@ def _bench_one(name: str, size: Size, repeats: int, warmup: int, device: torch.d
     # nominal FLOPs of the model as defined (counted before any Winograd conversion)
     gflops = count_gflops(model, x) if not variant else None
     if winograd:  # same for every model: wide 3x3 convolutions by Winograd F(2x2, 3x3)
-        optimize_for_inference(model, winograd=True)
+        convert_winograd(model)
     run = _variant_model(model, variant, device, x) if variant else model
     with torch.inference_mode():
         y = run(x)

@@ -128,7 +128,8 @@ def is_winograd_compatible(m: nn.Module, min_channels: int = 256) -> bool:
     """True for a plain ``nn.Conv2d`` (no parametrisation, no forward hooks such as the old-style
     spectral norm) with a 3x3 kernel, stride 1, dilation 1, groups 1, zero padding 0 or 1 on both
     axes and at least ``min_channels`` input and output channels."""
-    return (type(m) is nn.Conv2d and not hasattr(m, "parametrizations") and not m._forward_pre_hooks
+    # ``type(m) is nn.Conv2d`` also rules out parametrised convs (their class is a generated subclass)
+    return (type(m) is nn.Conv2d and not m._forward_pre_hooks
             and not m._forward_hooks and m.kernel_size == (3, 3)
             and m.stride == (1, 1) and m.dilation == (1, 1) and m.groups == 1 and m.padding_mode == "zeros"
             and isinstance(m.padding, tuple) and m.padding[0] == m.padding[1] and m.padding[0] in (0, 1)
