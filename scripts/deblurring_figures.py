@@ -74,7 +74,7 @@ def main() -> None:
     res = {"rows": rows, "timing_720x1280": timing, "threads": torch.get_num_threads(), "torch": torch.__version__,
            "cpu": platform.processor() or platform.machine(),
            "test_images": [f"{f.name}@{s:g}" for f, s in zip(ds.files, ds.scales)],
-           "checkpoints": {n: {"step": m.get("step"), "train_seconds": m.get("train_seconds"),
+           "checkpoints": {n: {"step": m.get("step"), "train_seconds": m.get("train_seconds_last_call", m.get("train_seconds")),
                                "params": sum(p.numel() for p in models[n].parameters())} for n, m in metas.items()}}
     (out / "deblurring_results.json").write_text(json.dumps(res, indent=2))
     print(f"wrote {out / 'deblurring_grid.jpg'} and {out / 'deblurring_results.json'}")

@@ -174,6 +174,7 @@ def test_one_training_step_on_train400_changes_weights_and_resumes(tmp_path):
     assert 10 < val["val/psnr"] < 40
     loaded, meta = load_generator(tmp_path / "generator.safetensors")
     assert meta["model"] == "dncnn" and meta["sigma"] == 25.0 and meta["value_range"] == "0,1"
+    assert 0 < meta["train_seconds_last_call"] < 600  # wall time written by train() itself
     # resume: a second run to 2 steps continues from step 1
     model2, _ = build_denoiser("dncnn", depth=4, channels=8)
     cfg.steps = 2
@@ -217,3 +218,30 @@ def test_denoise_command_with_synthetic_noise(tmp_path, capsys):
     assert (tmp_path / "out" / "01.png").is_file() and (tmp_path / "out" / "01_noisy.png").is_file()
     assert "PSNR" in capsys.readouterr().out
     assert main(["denoise", str(tmp_path / "missing.png"), "-o", str(tmp_path / "o2"), "--checkpoint", str(ckpt)]) == 2
+
+
+@needs_data
+def test_train_init_from_checkpoint_starts_from_its_weights(tmp_path, capsys):
+    from asapnet.cli import main as cli_main
+    from asapnet.checkpoint import init_from_checkpoint
+
+    src, mcfg = build_denoiser("dncnn", depth=17)
+    with torch.no_grad():
+        src.body[0].weight.add_(0.5)  # weights a fresh model cannot have
+    save_generator(tmp_path / "start.safetensors", src, "dncnn", mcfg, {"step": 7})
+    out = tmp_path / "run"
+    rc = cli_main(["train", "--task", "denoise", "--model", "dncnn", "--sigma", "25", "--init",
+                   str(tmp_path / "start.safetensors"), "--steps", "1", "--batch-size", "2", "--lr-g", "0",
+                   "--patches-per-image", "1", "--val-images", "0", "--threads", "1", "--quiet", "--out", str(out)])
+    assert rc == 0 and "step 7" in capsys.readouterr().out
+    trained, meta = load_generator(out / "generator.safetensors")
+    assert torch.equal(trained.body[0].weight, src.body[0].weight)  # learning rate 0: still the init weights
+    assert meta["init_from"]["step"] == 7 and meta["step"] == 1
+    # a checkpoint of another architecture: one clear error naming the file
+    small, small_cfg = build_denoiser("dncnn", depth=4, channels=8)
+    save_generator(tmp_path / "small.safetensors", small, "dncnn", small_cfg)
+    with pytest.raises(ValueError, match="small.safetensors.*do not fit"):
+        init_from_checkpoint(build_denoiser("dncnn", depth=17)[0], tmp_path / "small.safetensors")
+    rc = cli_main(["train", "--task", "denoise", "--model", "dncnn", "--init", str(tmp_path / "small.safetensors"),
+                   "--resume", "--out", str(out)])
+    assert rc == 2 and "either --init" in capsys.readouterr().err

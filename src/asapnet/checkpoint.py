@@ -129,3 +129,28 @@ def load_generator(path: PathLike, map_location: str = "cpu") -> Tuple[nn.Module
     except RuntimeError as e:
         raise ValueError(f"{path}: weights do not match the stored config: {e}") from None
     return model.to(map_location).eval(), meta
+
+
+def init_from_checkpoint(model: nn.Module, path: PathLike) -> Dict[str, Any]:
+    """Copy the weights of generator checkpoint ``path`` into ``model`` (fine-tuning start).
+
+    Only the weights are taken; the optimiser state, step and schedule of the new run start fresh.
+    ``model`` must have the architecture stored in the checkpoint.
+
+    Returns:
+        the checkpoint's metadata (``model``, ``config``, ``step`` ...).
+
+    Raises:
+        FileNotFoundError, ValueError: missing file, not an asapnet checkpoint, or weights whose
+        names or shapes do not fit ``model`` (the message names the file).
+    """
+    tensors, meta = load_tensors(path)
+    if "model" not in meta:
+        raise ValueError(f"{path}: safetensors file has no asapnet model metadata")
+    if any(k.startswith("G.") for k in tensors):
+        tensors = unprefixed("G", tensors)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights of a {meta['model']!r} checkpoint do not fit this model: {e}") from None
+    return meta

@@ -430,11 +430,7 @@ def train_deblur(model: nn.Module, model_name: str, model_config: Dict[str, Any]
     else:
         trainer = WGANGPTrainer(model, model_name, model_config, cfg, gp or WGANGPConfig(), out_dir, content=content,
                                 extra_meta=extra)
-    t0 = time.time()
     train(trainer, train_set, val_set, resume=resume, progress=progress, time_budget_s=time_budget_s)
-    trainer.extra_meta["train_seconds"] = round(time.time() - t0, 1)
-    if trainer.is_main:
-        trainer.save()
     return trainer
 
 

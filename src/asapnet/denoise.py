@@ -194,7 +194,8 @@ class DenoiseTrainer(Trainer):
 
 def train_denoiser(model: nn.Module, model_name: str, model_config: Dict[str, Any], data: DenoiseDataConfig,
                    cfg: TrainConfig, out_dir: PathLike, root: Optional[PathLike] = None, resume: bool = False,
-                   progress: bool = True, time_budget_s: Optional[float] = None) -> Trainer:
+                   progress: bool = True, time_budget_s: Optional[float] = None,
+                   init_from: Optional[Dict[str, Any]] = None) -> Trainer:
     """Train ``model`` to denoise Train400 patches (L2 and/or L1 loss from ``cfg``, no GAN).
 
     ``cfg.gan`` must be False and ``cfg.lambda_vgg`` 0 (a gray denoiser has no VGG loss); the
@@ -232,6 +233,8 @@ def train_denoiser(model: nn.Module, model_name: str, model_config: Dict[str, An
         val_set = NoisyTestDataset(None, data.val_sigma, files=list_images(base / "Set12")[:data.val_images])
     extra = {"task": "denoise", "sigma": data.sigma, "blind": data.sigma is None, "value_range": "0,1",
              "denoise_data": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(data).items()}}
+    if init_from is not None:  # where the weights came from (fine-tuning), kept in every checkpoint
+        extra["init_from"] = init_from
     trainer = DenoiseTrainer(model, model_name, model_config, DiscriminatorConfig(in_channels=2), cfg, out_dir,
                              extra_meta=extra)
 
@@ -247,9 +250,6 @@ def train_denoiser(model: nn.Module, model_name: str, model_config: Dict[str, An
 
     train(trainer, train_set, val_set, resume=resume, progress=progress, on_step=schedule,
           time_budget_s=time_budget_s)
-    if time_budget_s is not None and trainer.is_main:
-        trainer.extra_meta["train_seconds_last_call"] = round(time.time() - t0, 1)
-        trainer.save()  # with the wall time in its metadata
     return trainer
 
 
@@ -390,6 +390,9 @@ def add_train_denoise_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--patches-per-image", type=int, default=64)
     g.add_argument("--depth", type=int, default=None, help="DnCNN depth (default 17 = DnCNN-S, 20 with --blind)")
     g.add_argument("--loss", choices=["l2", "l1"], default="l2")
+    g.add_argument("--init", default=None, metavar="CHECKPOINT",
+                   help="start from the weights of this generator checkpoint (e.g. a shipped one); the "
+                        "optimiser, step and schedule start fresh (use --resume to continue a run folder)")
     g.add_argument("--val-images", type=int, default=None,
                    help="held-out images scored every checkpoint (default: denoise 3 Set12 images, deblur 0)")
 
@@ -402,6 +405,13 @@ def cmd_train_denoise(a: argparse.Namespace) -> int:
     sigma = None if a.blind else (a.sigma if a.sigma is not None else 25.0)
     depth = a.depth or (20 if a.blind else 17)
     model, mcfg = build_denoiser(model_name, _opt(a, "preset"), depth=depth)
+    init_meta = None
+    if getattr(a, "init", None):
+        if a.resume:
+            raise ValueError("give either --init (new run from a checkpoint's weights) or --resume, not both")
+        from .checkpoint import init_from_checkpoint
+        init_meta = init_from_checkpoint(model, a.init)
+        print(f"initialised from {a.init} ({init_meta['model']}, step {init_meta.get('step', '?')})")
     patch = a.patch_size or (40 if model_name == "dncnn" else 48)
     data = DenoiseDataConfig(sigma=sigma, patch_size=patch, patches_per_image=a.patches_per_image,
                              val_images=3 if a.val_images is None else a.val_images)
@@ -416,7 +426,9 @@ def cmd_train_denoise(a: argparse.Namespace) -> int:
     print(f"training {model_name} ({tag}) -> {out}")
     trainer = train_denoiser(model, model_name, mcfg, data, cfg, out, getattr(a, "data_root", None),
                              resume=a.resume, progress=not getattr(a, "quiet", False),
-                             time_budget_s=a.time_budget * 60 if getattr(a, "time_budget", None) else None)
+                             time_budget_s=a.time_budget * 60 if getattr(a, "time_budget", None) else None,
+                             init_from=None if init_meta is None else {"path": str(a.init),
+                                                                      "step": init_meta.get("step")})
     print(f"done: step {trainer.step}, checkpoint {out / 'generator.safetensors'}")
     return 0
 

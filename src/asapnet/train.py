@@ -318,7 +318,9 @@ def train(trainer: Trainer, dataset: Dataset, val_dataset: Optional[Dataset] = N
     With ``resume=True`` it continues from ``out_dir/state.safetensors`` when present (model,
     optimisers, step, RNG). Checkpoints are written every ``checkpoint_every`` steps and at the end.
     With ``time_budget_s`` (seconds of wall clock for this call) training also ends at the first
-    step past the budget, with the same final samples, validation and checkpoint.
+    step past the budget, with the same final samples, validation and checkpoint. Every
+    checkpoint records the seconds of wall clock this call has run in its metadata
+    (``train_seconds_last_call``).
     """
     cfg = trainer.cfg
     if cfg.num_threads:
@@ -368,6 +370,8 @@ def train(trainer: Trainer, dataset: Dataset, val_dataset: Optional[Dataset] = N
                     trainer.writer.add_scalar(k, v, s)
                 with open(trainer.out / "metrics.jsonl", "a") as f:
                     f.write(json.dumps({"step": s, **vals}) + "\n")
+            # wall time of this call (a resumed run counts from its own start), in the checkpoint metadata
+            trainer.extra_meta["train_seconds_last_call"] = round(time.time() - t0, 1)
             trainer.save()
         if on_step is not None:
             on_step(s, logs)
