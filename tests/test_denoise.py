@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
 
 import pytest
 import torch
 
 from asapnet.checkpoint import load_generator, save_generator
-from asapnet.config import TrainConfig, asap_preset
+from asapnet.config import TrainConfig
 from asapnet.data.datasets import data_root
 from asapnet.data.denoise import (DenoisePatchDataset, NoisyTestDataset, add_noise, augment8, deterministic_noisy,
                                   noise_seed, read_gray)

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 from .bench import add_parser as _add_bench, cmd_bench
 from .data.io import DataError
@@ -140,7 +140,6 @@ def cmd_train_translate(a: argparse.Namespace) -> int:
         val_set = make(list(range(n - a.holdout, n))) if a.dataset == "ab" else make(list(range(n - a.holdout, n)), False)
     device = a.device
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun
-        import torch
         import torch.distributed as dist
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         if device.startswith("cuda"):

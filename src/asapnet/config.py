@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 # Cityscapes: 35 label ids (0..33 used, plus 'license plate' -1 mapped out) + 1 instance-edge channel,

@@ -6,14 +6,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-import numpy as np
 import torch
 import torch.nn as nn
 from PIL import Image
 
-from .checkpoint import load_generator
-from .data.datasets import CITYSCAPES_SUFFIXES, _stem
-from .data.io import DataError, read_image, read_label
+from .data.datasets import _stem
+from .data.io import DataError, read_label
 from .data.labels import instance_edges
 
 DEFAULT_CHECKPOINT = "cityscapes-cpu.safetensors"
