@@ -96,6 +96,7 @@ def main() -> None:
     ap.add_argument("what", choices=["grid", "speed"])
     ap.add_argument("--dncnn", default=str(shipped_checkpoint(DNCNN_CHECKPOINT)))
     ap.add_argument("--asap", default=str(shipped_checkpoint(ASAP_CHECKPOINT)))
+    ap.add_argument("--sadnet", default=None, help="also time this SADNet checkpoint (speed only)")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--images", default="Set12/05.png,BSD68/test003.png",
                     help="comma-separated image paths relative to <data-root>/denoise")
@@ -111,6 +112,8 @@ def main() -> None:
         base = data_root(a.data_root) / "denoise"
         grid(models, [base / p for p in a.images.split(",")], a.sigma, Path(a.out))
         return
+    if a.sadnet:
+        models["SADNet (sigma=25)"] = load_generator(a.sadnet)[0]
     rows = speed(models, [int(s) for s in a.sizes.split(",")], a.repeats)
     print("| model | size | median ms | min ms | max ms |\n|---|---|---|---|---|")
     for r in rows:
