@@ -45,6 +45,7 @@ from .train import Trainer, train
 #: Shipped checkpoints in ``asapnet/weights``.
 DNCNN_CHECKPOINT = "dncnn-s-sigma25.safetensors"
 ASAP_CHECKPOINT = "asap-denoise-blind.safetensors"
+SADNET_CHECKPOINT = "sadnet-sigma25.safetensors"
 
 
 def shipped_checkpoint(name: str = ASAP_CHECKPOINT) -> Path:
@@ -470,7 +471,7 @@ def add_denoise_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--checkpoint", default=None,
                    help=f"denoiser .safetensors (default: the shipped blind ASAP model {ASAP_CHECKPOINT}; "
-                        f"'dncnn' = the shipped {DNCNN_CHECKPOINT})")
+                        f"'dncnn' = the shipped {DNCNN_CHECKPOINT}, 'sadnet' = {SADNET_CHECKPOINT})")
     p.add_argument("--sigma", type=float, default=None,
                    help="treat the inputs as clean and add noise of this σ (0-255) first; reports PSNR")
     p.add_argument("--seed", type=int, default=0)
@@ -485,7 +486,8 @@ def cmd_denoise(a: argparse.Namespace) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     ckpt = {None: shipped_checkpoint(ASAP_CHECKPOINT), "asap": shipped_checkpoint(ASAP_CHECKPOINT),
-            "dncnn": shipped_checkpoint(DNCNN_CHECKPOINT)}.get(a.checkpoint) or Path(a.checkpoint)
+            "dncnn": shipped_checkpoint(DNCNN_CHECKPOINT),
+            "sadnet": shipped_checkpoint(SADNET_CHECKPOINT)}.get(a.checkpoint) or Path(a.checkpoint)
     model, meta = load_generator(ckpt)
     print(f"model: {ckpt} ({meta['model']}, step {meta.get('step', '?')})")
     for r in denoise_files(model, a.inputs, a.out, a.sigma, a.seed):
