@@ -104,6 +104,20 @@ def save_generator(path: PathLike, model: nn.Module, model_name: str, config: Di
                   lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2, sort_keys=True)))
 
 
+def _generator_tensors(path: PathLike) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """Generator weights (``G.`` prefix of a training state removed) and metadata of ``path``.
+
+    Raises:
+        FileNotFoundError, ValueError: missing file, or no asapnet ``model`` metadata.
+    """
+    tensors, meta = load_tensors(path)
+    if "model" not in meta:
+        raise ValueError(f"{path}: safetensors file has no asapnet model/config metadata")
+    if any(k.startswith("G.") for k in tensors):
+        tensors = unprefixed("G", tensors)
+    return tensors, meta
+
+
 def load_generator(path: PathLike, map_location: str = "cpu") -> Tuple[nn.Module, Dict[str, Any]]:
     """Load a generator checkpoint written by :func:`save_generator` or a training state.
 
@@ -116,11 +130,9 @@ def load_generator(path: PathLike, map_location: str = "cpu") -> Tuple[nn.Module
     """
     from .models import create_model
 
-    tensors, meta = load_tensors(path)
-    if "model" not in meta or "config" not in meta:
+    tensors, meta = _generator_tensors(path)
+    if "config" not in meta:
         raise ValueError(f"{path}: safetensors file has no asapnet model/config metadata")
-    if any(k.startswith("G.") for k in tensors):
-        tensors = unprefixed("G", tensors)
     cfg = meta["config"]
     model = create_model(meta["model"], cfg=ASAPConfig.from_dict(cfg)) if meta["model"] == "asap" \
         else create_model(meta["model"], **cfg)
@@ -144,11 +156,7 @@ def init_from_checkpoint(model: nn.Module, path: PathLike) -> Dict[str, Any]:
         FileNotFoundError, ValueError: missing file, not an asapnet checkpoint, or weights whose
         names or shapes do not fit ``model`` (the message names the file).
     """
-    tensors, meta = load_tensors(path)
-    if "model" not in meta:
-        raise ValueError(f"{path}: safetensors file has no asapnet model metadata")
-    if any(k.startswith("G.") for k in tensors):
-        tensors = unprefixed("G", tensors)
+    tensors, meta = _generator_tensors(path)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as e:
