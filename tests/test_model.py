@@ -238,3 +238,34 @@ def test_prepare_for_inference_folds_spectral_norm_without_changing_outputs():
         after = m(x)
     assert not any(parametrize.is_parametrized(mod) for mod in m.modules())
     assert (before - after).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("workers,fast_pixels", [(2, 4096), (3, 32), (2, 8)])
+def test_hr_stream_tile_workers_match_reference_and_restore_threads(workers, fast_pixels):
+    # CPU tile workers: groups of tiles split among threads, each with 1 intra-op thread
+    cfg = asap_preset("tiny", in_channels=3, s1=1, s2=8)
+    hr = HRStream(cfg)
+    hr.workers, hr.fast_pixels = workers, fast_pixels
+    torch.manual_seed(3)
+    x, params = torch.randn(2, 3, 24, 40), torch.randn(2, hr.num_params, 3, 5)
+    threads = torch.get_num_threads()
+    with torch.inference_mode():  # inference tensors must be writable in the worker threads
+        fast = hr.forward_fast(x, params)
+    assert torch.get_num_threads() == threads
+    with torch.no_grad():
+        ref = hr.forward_reference(x, params)
+    assert (fast - ref).abs().max() < 1e-5  # stated bound: fp32 reassociation only
+    hr.workers = 1
+    with torch.no_grad():
+        assert torch.equal(hr.forward_fast(x, params), fast)  # same products, any split
+
+
+def test_flop_counter_sees_the_hr_stream_with_tile_workers():
+    # FlopCounterMode is thread-local: the fast path must not hide its products in workers
+    from asapnet.bench import count_gflops
+    m = create_model("asap", preset="tiny", in_channels=3).eval()
+    x = torch.rand(1, 3, 32, 48) * 2 - 1
+    m.hr.workers = 2
+    with_workers = count_gflops(m, x)
+    m.hr.fast = False
+    assert with_workers == pytest.approx(count_gflops(m, x))

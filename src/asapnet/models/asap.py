@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Tuple
 
 import torch
@@ -160,6 +161,7 @@ class HRStream(nn.Module):
         self.num_params = sum(ci * co + co for ci, co in self.dims)
         self.fast_pixels = 4096  # pixels per batched product in forward_fast (cache-sized buffers)
         self.fast = True  # False: always the reference path (e.g. for tracing / ONNX export)
+        self.workers: Optional[int] = None  # CPU tile-worker threads in forward_fast (None: torch's count)
 
     def split_params(self, p: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """Split per-tile parameters (B, P) into [(W_l (B, c_in, c_out), b_l (B, 1, c_out))]."""
@@ -221,67 +223,114 @@ class HRStream(nn.Module):
         return out.reshape(N, gh, gw, S, S, co).permute(0, 5, 1, 3, 2, 4).reshape(N, co, H, W)
 
     def forward_fast(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """Inference path, same values as :meth:`forward_reference`.
+        """Inference path, same values as :meth:`forward_reference` (up to fp32 rounding).
 
-        One row of tiles at a time, channels-major inside a tile (activations (tiles, C, S*S),
-        weights transposed to (tiles, c_out, c_in)) so that the tile gathers, the bias add and
-        the output scatter run along contiguous memory; every intermediate lives in a buffer
-        allocated once per call (``bmm(out=)``, in-place bias and leaky ReLU). Fresh large
+        The weights of every tile are transposed and scaled once per image (``(tiles, c_out,
+        c_in)``, contiguous); then the tiles are processed in groups of ``g`` tiles of one tile
+        row (bands of ``B`` pixel rows when one tile exceeds ``fast_pixels``), channels-major
+        inside a tile (activations (g, C, B*S)), each layer one ``baddbmm`` with the bias fused,
+        written into buffers allocated once per call, then an in-place leaky ReLU. Fresh large
         allocations page-fault on every call on CPU, which costs more than the arithmetic, and
-        bounded buffers keep peak memory independent of the image height.
+        bounded buffers keep peak memory independent of the image size.
+
+        On CPU the groups are shared among ``workers`` threads (default
+        ``torch.get_num_threads()``), each running its products single-threaded: per-tile
+        products (K = 64) are too small for PyTorch's intra-op threads to scale (a 1024x2048
+        HR stream took 1.2-1.5 s with 2 intra-op threads and 0.7-1.1 s with 2 tile workers on
+        the project's 2-core CPU, docs/benchmarks.md). The torch thread count is restored after
+        the call.
         """
         N, C, H, W = x.shape
         S = self.S
         gh, gw = H // S, W // S
         dt, dev = x.dtype, x.device
-        cin, cout = self.dims[0][0], self.dims[-1][1]
+        cout = self.dims[-1][1]
         out = torch.empty(N, cout, H, W, dtype=dt, device=dev)
         # A batched product covers g tiles x B rows of each tile (B = S unless one tile alone
         # exceeds fast_pixels: then tiles are cut into bands of B rows sharing their weights).
         B = S
         while B > 1 and B * S > self.fast_pixels:
             B //= 2
-        T = B * S  # pixels per tile band
-        g = max(1, min(gw, self.fast_pixels // T))  # tiles per batched product
-        nb = S // B
+        g = max(1, min(gw, self.fast_pixels // (B * S)))  # tiles per batched product
+        items = [(n, r, c0, min(c0 + g, gw)) for n in range(N) for r in range(gh) for c0 in range(0, gw, g)]
+        layers = self._tile_weights(params)  # per image: [(W (tiles, co, ci), b (tiles, co, 1))]
+        workers = self.workers if self.workers is not None else torch.get_num_threads()
+        workers = max(1, min(workers, len(items))) if dev.type == "cpu" and not _thread_local_modes() else 1
+        if workers == 1:
+            self._run_tiles(x, layers, out, items, B, g)
+            return out
+        old = torch.get_num_threads()
+        inference = torch.is_inference_mode_enabled()
+
+        def work(part):
+            torch.set_num_threads(1)  # per-thread OpenMP setting; MKL's is global (restored below)
+            with torch.inference_mode(inference):
+                self._run_tiles(x, layers, out, part, B, g)
+
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                for f in [pool.submit(work, items[k::workers]) for k in range(workers)]:
+                    f.result()
+        finally:
+            torch.set_num_threads(old)
+        return out
+
+    def _tile_weights(self, params: torch.Tensor) -> List[List[Tuple[torch.Tensor, torch.Tensor]]]:
+        """(N, P, gh, gw) -> per image, per layer: (W (gh*gw, c_out, c_in) scaled, b (gh*gw, c_out, 1))."""
+        N, P, gh, gw = params.shape
+        per_image = []
+        for n in range(N):
+            p = params[n].reshape(P, gh * gw).t().contiguous()  # (tiles, P)
+            layers, off = [], 0
+            for ci, co in self.dims:
+                w = p[:, off:off + ci * co].view(-1, ci, co).transpose(1, 2).mul(1.0 / math.sqrt(ci))
+                off += ci * co
+                layers.append((w.contiguous(), p[:, off:off + co].unsqueeze(2).contiguous()))
+                off += co
+            per_image.append(layers)
+        return per_image
+
+    def _run_tiles(self, x: torch.Tensor, layers, out: torch.Tensor, items, B: int, g: int) -> None:
+        """Evaluate the tile groups ``items`` [(n, tile row, first tile col, end col)] into ``out``."""
+        C, W = x.shape[1], x.shape[-1]
+        S, dt, dev = self.S, x.dtype, x.device
+        cin, cout = self.dims[0][0], self.dims[-1][1]
+        gw, T, nb = W // S, B * S, S // B
         feats = torch.empty(nb, g, cin, B, S, dtype=dt, device=dev)  # one input buffer per band
         if self.num_frequencies:  # the encoding is the same for every tile: written once
             pe = positional_encoding(S, S, self.num_frequencies, dev, dt)[0]
             for j in range(nb):
                 feats[j, :, C:] = pe[:, j * B:(j + 1) * B]
         acts = {co: [torch.empty(g, co, T, dtype=dt, device=dev) for _ in range(2)] for _, co in self.dims}
-        wbufs = [torch.empty(g, co, ci, dtype=dt, device=dev) for ci, co in self.dims]
-        offsets, off = [], 0
-        for ci, co in self.dims:
-            offsets.append((off, off + ci * co))
-            off += ci * co + co
-        for n in range(N):
-            for r in range(gh):
-                for c0 in range(0, gw, g):
-                    c1 = min(c0 + g, gw)
-                    k = c1 - c0
-                    p = params[n, :, r, c0:c1].t().contiguous()  # (k, P)
-                    ws, bs = [], []
-                    for i, ((ci, co), (o0, o1)) in enumerate(zip(self.dims, offsets)):
-                        w = p[:, o0:o1].view(k, ci, co).transpose(1, 2)
-                        ws.append(torch.mul(w, 1.0 / math.sqrt(ci), out=wbufs[i][:k]))  # (k, co, ci)
-                        bs.append(p[:, o1:o1 + co].unsqueeze(2))  # (k, co, 1)
-                    for j in range(nb):
-                        y0 = r * S + j * B
-                        # (C, B, k, S) strip -> (k, C, B, S) tile bands
-                        xs = x[n, :, y0:y0 + B, c0 * S:c1 * S]
-                        feats[j, :k, :C] = xs.reshape(C, B, k, S).permute(2, 0, 1, 3)
-                        h = feats[j, :k].view(k, cin, T)
-                        for i, (ci, co) in enumerate(self.dims):
-                            o = torch.bmm(ws[i], h, out=acts[co][i % 2][:k])  # (k, co, T)
-                            o.add_(bs[i])
-                            if i < len(self.dims) - 1:
-                                F.leaky_relu_(o, 0.2)
-                            h = o
-                        # (k, co, B, S) bands -> (co, B, k, S) block of the output
-                        out[n, :, y0:y0 + B, c0 * S:c1 * S].copy_(
-                            h.view(k, cout, B, S).permute(1, 2, 0, 3).reshape(cout, B, k * S))
-        return out
+        last = len(self.dims) - 1
+        for n, r, c0, c1 in items:
+            k, t0 = c1 - c0, r * gw + c0
+            wb = [(w[t0:t0 + k], b[t0:t0 + k]) for w, b in layers[n]]
+            for j in range(nb):
+                y0 = r * S + j * B
+                # (C, B, k, S) strip -> (k, C, B, S) tile bands
+                feats[j, :k, :C] = x[n, :, y0:y0 + B, c0 * S:c1 * S].reshape(C, B, k, S).permute(2, 0, 1, 3)
+                h = feats[j, :k].view(k, cin, T)
+                for i, (w, b) in enumerate(wb):
+                    h = torch.baddbmm(b, w, h, out=acts[w.shape[1]][i % 2][:k])  # (k, co, T)
+                    if i < last:
+                        F.leaky_relu_(h, 0.2)
+                # (k, co, B, S) bands -> (co, B, k, S) block of the output
+                out[n, :, y0:y0 + B, c0 * S:c1 * S].copy_(h.view(k, cout, B, S).permute(1, 2, 0, 3).reshape(cout, B, k * S))
+
+
+def _thread_local_modes() -> bool:
+    """True when a thread-local mode that worker threads would not inherit is active: a
+    ``TorchDispatchMode`` (e.g. ``FlopCounterMode``) or CPU autocast."""
+    try:
+        dispatch = torch._C._len_torch_dispatch_stack() > 0
+    except AttributeError:  # private API; assume a mode may be active
+        dispatch = True
+    try:
+        autocast = torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        autocast = torch.is_autocast_cpu_enabled()
+    return dispatch or autocast
 
 
 def neighborhood(x: torch.Tensor, k: int, region: Optional[Tuple[int, int, int, int]] = None) -> torch.Tensor:
