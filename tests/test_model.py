@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from asapnet import ASAPConfig, asap_preset, create_model, list_models
 from asapnet.models.asap import HRStream, neighborhood, positional_encoding
@@ -269,3 +270,17 @@ def test_flop_counter_sees_the_hr_stream_with_tile_workers():
     with_workers = count_gflops(m, x)
     m.hr.fast = False
     assert with_workers == pytest.approx(count_gflops(m, x))
+
+
+def test_lr_head_batched_and_single_image_products_agree():
+    # one image: weight-major addmm; a batch (or a traced graph): matmul + bias
+    m = create_model("asap", preset="tiny", in_channels=3).eval()
+    x = torch.rand(2, 3, 32, 48) * 2 - 1
+    with torch.no_grad():
+        both = m.lr(x)
+        single = torch.cat([m.lr(x[:1]), m.lr(x[1:])])
+    assert both.shape == (2, m.hr.num_params, 32 // m.S, 48 // m.S)
+    assert (both - single).abs().max() < 1e-5
+    w, b = m.lr.head.weight, m.lr.head.bias  # the head is the 1x1 convolution it stands for
+    with torch.no_grad():
+        assert (F.conv2d(m.lr.body(x), w, b) - both).abs().max() < 1e-4

@@ -89,6 +89,11 @@ def _conv_norm_relu(cin: int, cout: int, stride: int, norm: str, sn: bool) -> nn
     return nn.Sequential(*layers)
 
 
+def _tracing() -> bool:
+    """True under ``torch.jit`` tracing, the ONNX exporters or ``torch.compile`` / ``torch.export``."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or getattr(torch.compiler, "is_compiling", lambda: False)()
+
+
 class LRStream(nn.Module):
     """Convolutional network G of §3.2, run on the input downsampled by S1.
 
@@ -120,14 +125,20 @@ class LRStream(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.body(x)  # (N, C, H/S, W/S)
         N, C, gh, gw = h.shape
-        # the 1x1 head as one matrix product: (N, gh*gw, C) @ (C, P); CPU conv kernels handle a
-        # 1x1 conv with ~16k output channels poorly. Returned as a (N, P, gh, gw) view.
-        hf = h.flatten(2).transpose(1, 2)
+        # The 1x1 head as one matrix product per image, weight-major: (P, C) @ (C, gh*gw) gives
+        # the (N, P, gh, gw) layout directly. CPU conv kernels handle a 1x1 conv with ~16k
+        # output channels poorly, and (P, C) @ (C, cells) ran 1.6x faster than the cell-major
+        # (cells, C) @ (C, P) product on this project's CPU (docs/benchmarks.md, session 5).
         if self.head_int8 is not None:
-            p = self.head_int8(hf.float().contiguous()).to(h.dtype)
+            hf = h.flatten(2).transpose(1, 2)
+            p = self.head_int8(hf.float().contiguous()).to(h.dtype).transpose(1, 2).view(N, -1, gh, gw)
         else:
-            p = F.linear(hf, self.head.weight.view(self.head.out_channels, C), self.head.bias)
-        p = p.transpose(1, 2).view(N, -1, gh, gw)
+            w = self.head.weight.view(self.head.out_channels, C)
+            b = self.head.bias.unsqueeze(1)
+            if N == 1 and not _tracing():  # a traced graph must not bake in the batch size
+                p = torch.addmm(b, w, h.reshape(C, gh * gw)).view(1, -1, gh, gw)
+            else:
+                p = (torch.matmul(w, h.flatten(2)) + b).view(N, -1, gh, gw)
         if self.spatially_uniform:
             # Fig. 9c ablation: one MLP for the whole image.
             p = p.mean(dim=(2, 3), keepdim=True).expand_as(p)
@@ -280,12 +291,13 @@ class HRStream(nn.Module):
         N, P, gh, gw = params.shape
         per_image = []
         for n in range(N):
-            p = params[n].reshape(P, gh * gw).t().contiguous()  # (tiles, P)
+            p = params[n].reshape(P, gh * gw)  # a view for the LR stream's (weight-major) output
             layers, off = [], 0
             for ci, co in self.dims:
-                w = p[:, off:off + ci * co].view(-1, ci, co).transpose(1, 2).mul(1.0 / math.sqrt(ci))
+                w = torch.empty(gh * gw, co, ci, dtype=params.dtype, device=params.device)
+                torch.mul(p[off:off + ci * co].view(ci, co, -1).permute(2, 1, 0), 1.0 / math.sqrt(ci), out=w)
                 off += ci * co
-                layers.append((w.contiguous(), p[:, off:off + co].unsqueeze(2).contiguous()))
+                layers.append((w, p[off:off + co].t().unsqueeze(2).contiguous()))
                 off += co
             per_image.append(layers)
         return per_image
