@@ -241,18 +241,23 @@ def test_prepare_for_inference_folds_spectral_norm_without_changing_outputs():
     assert (before - after).abs().max() < 1e-6
 
 
-@pytest.mark.parametrize("workers,fast_pixels", [(2, 4096), (3, 32), (2, 8)])
-def test_hr_stream_tile_workers_match_reference_and_restore_threads(workers, fast_pixels):
-    # CPU tile workers: groups of tiles split among threads, each with 1 intra-op thread
+@pytest.mark.parametrize("workers,fast_pixels,threads", [(2, 4096, 2), (3, 32, 2), (2, 8, 4), (None, 4096, 3)])
+def test_hr_stream_tile_workers_match_reference_and_restore_threads(workers, fast_pixels, threads):
+    # CPU tile workers: groups of tiles split among threads, each with threads // workers
+    # intra-op threads
     cfg = asap_preset("tiny", in_channels=3, s1=1, s2=8)
     hr = HRStream(cfg)
     hr.workers, hr.fast_pixels = workers, fast_pixels
     torch.manual_seed(3)
     x, params = torch.randn(2, 3, 24, 40), torch.randn(2, hr.num_params, 3, 5)
-    threads = torch.get_num_threads()
-    with torch.inference_mode():  # inference tensors must be writable in the worker threads
-        fast = hr.forward_fast(x, params)
-    assert torch.get_num_threads() == threads
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():  # inference tensors must be writable in the worker threads
+            fast = hr.forward_fast(x, params)
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
     with torch.no_grad():
         ref = hr.forward_reference(x, params)
     assert (fast - ref).abs().max() < 1e-5  # stated bound: fp32 reassociation only

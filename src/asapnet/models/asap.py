@@ -244,12 +244,17 @@ class HRStream(nn.Module):
         allocations page-fault on every call on CPU, which costs more than the arithmetic, and
         bounded buffers keep peak memory independent of the image size.
 
-        On CPU the groups are shared among ``workers`` threads (default
-        ``torch.get_num_threads()``), each running its products single-threaded: per-tile
-        products (K = 64) are too small for PyTorch's intra-op threads to scale (a 1024x2048
-        HR stream took 1.2-1.5 s with 2 intra-op threads and 0.7-1.1 s with 2 tile workers on
-        the project's 2-core CPU, docs/benchmarks.md). The torch thread count is restored after
-        the call.
+        On CPU the groups are shared among ``workers`` Python threads (default
+        ``min(torch.get_num_threads(), MAX_TILE_WORKERS)``), each running its products with
+        ``torch.get_num_threads() // workers`` intra-op threads (1 on a machine with at most 8
+        threads): per-tile products (K = 64) are too small for PyTorch's intra-op threads to
+        scale (a 1024x2048 HR stream took 1.2-2.9 s with 2 intra-op threads and 0.7-1.1 s with 2
+        tile workers on the project's 2-core CPU, docs/benchmarks.md session 5). The products
+        release the GIL; the cap keeps the Python part of the loop (a few µs per op) from
+        serialising many workers. The torch thread count (process-wide for MKL) is restored
+        after the call. Under a thread-local mode that workers would not inherit (a
+        ``TorchDispatchMode`` such as ``FlopCounterMode``, CPU autocast) the loop runs in the
+        calling thread; ``workers = 1`` forces that.
         """
         N, C, H, W = x.shape
         S = self.S
@@ -265,16 +270,17 @@ class HRStream(nn.Module):
         g = max(1, min(gw, self.fast_pixels // (B * S)))  # tiles per batched product
         items = [(n, r, c0, min(c0 + g, gw)) for n in range(N) for r in range(gh) for c0 in range(0, gw, g)]
         layers = self._tile_weights(params)  # per image: [(W (tiles, co, ci), b (tiles, co, 1))]
-        workers = self.workers if self.workers is not None else torch.get_num_threads()
+        old = torch.get_num_threads()
+        workers = self.workers if self.workers is not None else min(old, MAX_TILE_WORKERS)
         workers = max(1, min(workers, len(items))) if dev.type == "cpu" and not _thread_local_modes() else 1
         if workers == 1:
             self._run_tiles(x, layers, out, items, B, g)
             return out
-        old = torch.get_num_threads()
+        per_worker = max(1, old // workers)
         inference = torch.is_inference_mode_enabled()
 
         def work(part):
-            torch.set_num_threads(1)  # per-thread OpenMP setting; MKL's is global (restored below)
+            torch.set_num_threads(per_worker)  # per-thread OpenMP setting; MKL's is global (restored below)
             with torch.inference_mode(inference):
                 self._run_tiles(x, layers, out, part, B, g)
 
@@ -329,6 +335,10 @@ class HRStream(nn.Module):
                         F.leaky_relu_(h, 0.2)
                 # (k, co, B, S) bands -> (co, B, k, S) block of the output
                 out[n, :, y0:y0 + B, c0 * S:c1 * S].copy_(h.view(k, cout, B, S).permute(1, 2, 0, 3).reshape(cout, B, k * S))
+
+
+#: default cap on :meth:`HRStream.forward_fast`'s CPU tile-worker threads
+MAX_TILE_WORKERS = 8
 
 
 def _thread_local_modes() -> bool:
