@@ -76,15 +76,12 @@ def init_asap_hypernetwork(model: ASAPGenerator, modulation: float = 0.3, last_l
     c_feat = head.in_channels
     nn.init.normal_(head.weight, std=modulation / math.sqrt(c_feat * 0.5))  # ReLU features: E[f^2] ~ 0.5
     nn.init.zeros_(head.bias)
-    off = 0
-    dims = model.hr.dims
-    for i, (ci, co) in enumerate(dims):
-        n_w = ci * co
-        head.bias[off:off + n_w].normal_(std=math.sqrt(2.0))
-        if i == len(dims) - 1:
-            head.weight[off:off + n_w + co] *= last_layer
-            head.bias[off:off + n_w] *= last_layer
-        off += n_w + co
+    slices = model.hr.param_slices()
+    for ci, co, ws, bs in slices:
+        head.bias[ws].normal_(std=math.sqrt(2.0))
+    _, _, ws, bs = slices[-1]
+    head.weight[ws.start:bs.stop] *= last_layer
+    head.bias[ws] *= last_layer
 
 
 def build_denoiser(model: str = "asap", preset: str = "denoise-gray", depth: int = 17,

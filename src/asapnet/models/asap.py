@@ -174,16 +174,19 @@ class HRStream(nn.Module):
         self.fast = True  # False: always the reference path (e.g. for tracing / ONNX export)
         self.workers: Optional[int] = None  # CPU tile-worker threads in forward_fast (None: torch's count)
 
-    def split_params(self, p: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
-        """Split per-tile parameters (B, P) into [(W_l (B, c_in, c_out), b_l (B, 1, c_out))]."""
+    def param_slices(self) -> List[Tuple[int, int, slice, slice]]:
+        """Layout of one tile's P parameters: per layer (c_in, c_out, slice of W_l, slice of b_l),
+        W_l stored (c_in x c_out) row major, followed by b_l (c_out)."""
         out, off = [], 0
         for ci, co in self.dims:
-            w = p[:, off:off + ci * co].reshape(-1, ci, co) * (1.0 / math.sqrt(ci))
-            off += ci * co
-            b = p[:, off:off + co].reshape(-1, 1, co)
-            off += co
-            out.append((w, b))
+            out.append((ci, co, slice(off, off + ci * co), slice(off + ci * co, off + ci * co + co)))
+            off += ci * co + co
         return out
+
+    def split_params(self, p: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """Split per-tile parameters (B, P) into [(W_l (B, c_in, c_out), b_l (B, 1, c_out))]."""
+        return [(p[:, ws].reshape(-1, ci, co) * (1.0 / math.sqrt(ci)), p[:, bs].reshape(-1, 1, co))
+                for ci, co, ws, bs in self.param_slices()]
 
     def mlp(self, h: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """Run the tile MLPs: features (B, T, c_in) with params (B, P) -> (B, T, c_out)."""
@@ -298,13 +301,11 @@ class HRStream(nn.Module):
         per_image = []
         for n in range(N):
             p = params[n].reshape(P, gh * gw)  # a view for the LR stream's (weight-major) output
-            layers, off = [], 0
-            for ci, co in self.dims:
+            layers = []
+            for ci, co, ws, bs in self.param_slices():
                 w = torch.empty(gh * gw, co, ci, dtype=params.dtype, device=params.device)
-                torch.mul(p[off:off + ci * co].view(ci, co, -1).permute(2, 1, 0), 1.0 / math.sqrt(ci), out=w)
-                off += ci * co
-                layers.append((w, p[off:off + co].t().unsqueeze(2).contiguous()))
-                off += co
+                torch.mul(p[ws].view(ci, co, -1).permute(2, 1, 0), 1.0 / math.sqrt(ci), out=w)
+                layers.append((w, p[bs].t().unsqueeze(2).contiguous()))
             per_image.append(layers)
         return per_image
 
