@@ -2,6 +2,7 @@
 
     python scripts/denoising_figures.py grid  --out docs/denoising_grid.png
     python scripts/denoising_figures.py speed --sizes 512,1024 --repeats 5 --threads 1
+    python scripts/denoising_figures.py curve --out docs/dncnn_curve.png
 
 ``grid``: for two test images at σ = 25 (deterministic noise, seed 0), a picture grid
 noisy | DnCNN | ASAP | clean with the PSNR (dB) of each panel, written as an 8-bit gray PNG.
@@ -9,6 +10,12 @@ noisy | DnCNN | ASAP | clean with the PSNR (dB) of each panel, written as an 8-b
 ``speed``: median wall time (ms) of one forward pass on a random (1, 1, S, S) image for each
 model, measured side by side in one process (the models alternate within every repeat, so they
 share the same machine load), after one warm-up pass; prints a Markdown table and JSON lines.
+
+``curve``: the measured DnCNN-S σ = 25 training curve (``docs/dncnn_curve.json``: BSD68 PSNR
+after each run of the shipped checkpoint chain) against steps on a log axis, with the
+least-squares fit PSNR = a + b·log2(steps) over the points from ``--fit-from`` steps on, and
+the steps (of batch 16) at which that fit reaches the 28.9 dB target and the published 29.23 dB.
+An extrapolation, printed and drawn as such, not a measurement.
 
 Checkpoints default to the shipped ones in ``src/asapnet/weights``.
 """
@@ -91,9 +98,53 @@ def speed(models: Dict[str, torch.nn.Module], sizes: List[int], repeats: int) ->
     return rows
 
 
+def curve(data: Dict, out: Path, fit_from: int = 3000) -> Dict[str, float]:
+    """Plot BSD68 PSNR (dB) against training steps (log2 axis) with the log-linear fit; returns the
+    fit (``a``, ``b`` in dB per doubling) and the extrapolated steps for the target and the paper.
+
+    Raises:
+        ValueError: fewer than two points at or after ``fit_from`` steps.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [p for p in data["points"] if p.get("bsd68") is not None]
+    fit = [p for p in pts if p["steps"] >= fit_from]
+    if len(fit) < 2:
+        raise ValueError(f"need at least two measured points at >= {fit_from} steps to fit, got {len(fit)}")
+    b, a = np.polyfit(np.log2([p["steps"] for p in fit]), [p["bsd68"] for p in fit], 1)
+    steps_for = {name: float(2 ** ((db - a) / b)) for name, db in
+                 (("target", data["target_bsd68"]), ("published", data["published_bsd68"]))}
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    ax.plot([p["steps"] for p in pts], [p["bsd68"] for p in pts], "o-", label="measured (asapnet evaluate)")
+    for p in pts:
+        ax.annotate(f"{p['bsd68']:.2f}\n{p['minutes']} min", (p["steps"], p["bsd68"]), textcoords="offset points",
+                    xytext=(4, -24), fontsize=7)
+    xs = np.geomspace(fit[0]["steps"], steps_for["published"] * 1.2, 50)
+    ax.plot(xs, a + b * np.log2(xs), "--", color="gray",
+            label=f"fit from {fit_from} steps: {b:+.3f} dB per doubling (extrapolation)")
+    ax.axhline(data["target_bsd68"], color="tab:red", lw=0.8, label=f"issue target {data['target_bsd68']} dB")
+    ax.axhline(data["published_bsd68"], color="tab:green", lw=0.8,
+               label=f"published DnCNN-S {data['published_bsd68']} dB (80 k steps x 128)")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("training steps (batch 16 of 40x40 patches)")
+    ax.set_ylabel("BSD68 PSNR at sigma 25 (dB)")
+    ax.set_title("DnCNN-S sigma=25 trained on this 2-core CPU")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    print(f"wrote {out}")
+    return {"a": float(a), "b_db_per_doubling": float(b), "steps_for_target": steps_for["target"],
+            "steps_for_published": steps_for["published"], "fit_points": len(fit)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["grid", "speed"])
+    ap.add_argument("what", choices=["grid", "speed", "curve"])
     ap.add_argument("--dncnn", default=str(shipped_checkpoint(DNCNN_CHECKPOINT)))
     ap.add_argument("--asap", default=str(shipped_checkpoint(ASAP_CHECKPOINT)))
     ap.add_argument("--sadnet", default=None, help="also time this SADNet checkpoint (speed only)")
@@ -101,16 +152,23 @@ def main() -> None:
     ap.add_argument("--images", default="Set12/05.png,BSD68/test003.png",
                     help="comma-separated image paths relative to <data-root>/denoise")
     ap.add_argument("--sigma", type=float, default=25.0)
-    ap.add_argument("--out", default="docs/denoising_grid.png")
+    ap.add_argument("--out", default=None, help="output image (default docs/denoising_grid.png for grid, "
+                    "docs/dncnn_curve.png for curve)")
     ap.add_argument("--sizes", default="512,1024")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--curve-data", default="docs/dncnn_curve.json", help="measured points (curve only)")
+    ap.add_argument("--fit-from", type=int, default=3000, help="fit the points from this many steps on (curve only)")
     a = ap.parse_args()
+    if a.what == "curve":
+        print(json.dumps(curve(json.loads(Path(a.curve_data).read_text()), Path(a.out or "docs/dncnn_curve.png"),
+                               a.fit_from)))
+        return
     torch.set_num_threads(a.threads)
     models = {"DnCNN-S (sigma=25)": load_generator(a.dncnn)[0], "ASAP (blind)": load_generator(a.asap)[0]}
     if a.what == "grid":
         base = data_root(a.data_root) / "denoise"
-        grid(models, [base / p for p in a.images.split(",")], a.sigma, Path(a.out))
+        grid(models, [base / p for p in a.images.split(",")], a.sigma, Path(a.out or "docs/denoising_grid.png"))
         return
     if a.sadnet:
         models["SADNet (sigma=25)"] = load_generator(a.sadnet)[0]
