@@ -125,8 +125,9 @@ def curve(data: Dict, out: Path, fit_from: int = 3000) -> Dict[str, float]:
     ax.plot(xs, a + b * np.log2(xs), "--", color="gray",
             label=f"fit from {fit_from} steps: {b:+.3f} dB per doubling (extrapolation)")
     ax.axhline(data["target_bsd68"], color="tab:red", lw=0.8, label=f"issue target {data['target_bsd68']} dB")
+    paper_steps, paper_batch = data["published_steps_x_batch"]
     ax.axhline(data["published_bsd68"], color="tab:green", lw=0.8,
-               label=f"published DnCNN-S {data['published_bsd68']} dB (80 k steps x 128)")
+               label=f"published DnCNN-S {data['published_bsd68']} dB ({paper_steps // 1000} k steps x {paper_batch})")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("training steps (batch 16 of 40x40 patches)")
     ax.set_ylabel("BSD68 PSNR at sigma 25 (dB)")

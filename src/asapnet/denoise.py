@@ -77,7 +77,7 @@ def init_asap_hypernetwork(model: ASAPGenerator, modulation: float = 0.3, last_l
     nn.init.normal_(head.weight, std=modulation / math.sqrt(c_feat * 0.5))  # ReLU features: E[f^2] ~ 0.5
     nn.init.zeros_(head.bias)
     slices = model.hr.param_slices()
-    for ci, co, ws, bs in slices:
+    for _, _, ws, _ in slices:
         head.bias[ws].normal_(std=math.sqrt(2.0))
     _, _, ws, bs = slices[-1]
     head.weight[ws.start:bs.stop] *= last_layer

@@ -298,11 +298,12 @@ class HRStream(nn.Module):
     def _tile_weights(self, params: torch.Tensor) -> List[List[Tuple[torch.Tensor, torch.Tensor]]]:
         """(N, P, gh, gw) -> per image, per layer: (W (gh*gw, c_out, c_in) scaled, b (gh*gw, c_out, 1))."""
         N, P, gh, gw = params.shape
+        slices = self.param_slices()
         per_image = []
         for n in range(N):
             p = params[n].reshape(P, gh * gw)  # a view for the LR stream's (weight-major) output
             layers = []
-            for ci, co, ws, bs in self.param_slices():
+            for ci, co, ws, bs in slices:
                 w = torch.empty(gh * gw, co, ci, dtype=params.dtype, device=params.device)
                 torch.mul(p[ws].view(ci, co, -1).permute(2, 1, 0), 1.0 / math.sqrt(ci), out=w)
                 layers.append((w, p[bs].t().unsqueeze(2).contiguous()))
