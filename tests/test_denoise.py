@@ -227,15 +227,16 @@ def test_train_init_from_checkpoint_starts_from_its_weights(tmp_path, capsys):
     src, mcfg = build_denoiser("dncnn", depth=17)
     with torch.no_grad():
         src.body[0].weight.add_(0.5)  # weights a fresh model cannot have
-    save_generator(tmp_path / "start.safetensors", src, "dncnn", mcfg, {"step": 7})
+    # a shipped file that continued a chain: its total_steps (not its last run's step) is where we start
+    save_generator(tmp_path / "start.safetensors", src, "dncnn", mcfg, {"step": 7, "total_steps": 19})
     out = tmp_path / "run"
     rc = cli_main(["train", "--task", "denoise", "--model", "dncnn", "--sigma", "25", "--init",
                    str(tmp_path / "start.safetensors"), "--steps", "1", "--batch-size", "2", "--lr-g", "0",
                    "--patches-per-image", "1", "--val-images", "0", "--threads", "1", "--quiet", "--out", str(out)])
-    assert rc == 0 and "step 7" in capsys.readouterr().out
+    assert rc == 0 and "step 19" in capsys.readouterr().out
     trained, meta = load_generator(out / "generator.safetensors")
     assert torch.equal(trained.body[0].weight, src.body[0].weight)  # learning rate 0: still the init weights
-    assert meta["init_from"]["step"] == 7 and meta["step"] == 1
+    assert meta["init_from"]["step"] == 19 and meta["step"] == 1
     # a checkpoint of another architecture: one clear error naming the file
     small, small_cfg = build_denoiser("dncnn", depth=4, channels=8)
     save_generator(tmp_path / "small.safetensors", small, "dncnn", small_cfg)
