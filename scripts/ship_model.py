@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from asapnet.checkpoint import load_generator, load_tensors, save_tensors
+from asapnet.checkpoint import load_generator, load_tensors, save_tensors, trained_steps
 
 
 def chain_metadata(prev: dict, meta: dict, *, ref: str, command: str, note: str,
@@ -29,7 +29,7 @@ def chain_metadata(prev: dict, meta: dict, *, ref: str, command: str, note: str,
     Returns the keys ``total_steps``, ``init_from``, ``command``, ``note`` and ``wall_time_min``
     that describe the whole chain (previous ones first); ``meta["step"]`` is this run's steps.
     """
-    prev_total = int(prev.get("total_steps", prev.get("step", 0)))
+    prev_total = trained_steps(prev) or 0
     prev_wall = prev.get("wall_time_min")
     return {
         "total_steps": prev_total + int(meta.get("step", 0)),
@@ -79,7 +79,7 @@ def main() -> None:
     model, _ = load_generator(out)
     assert all(p.dtype == torch.float32 for p in model.parameters())
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB), step {meta.get('step')}, "
-          f"total {meta.get('total_steps', meta.get('step'))}, validation {meta['validation']}")
+          f"total {trained_steps(meta)}, validation {meta['validation']}")
 
 
 if __name__ == "__main__":

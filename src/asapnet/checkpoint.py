@@ -9,7 +9,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -141,6 +141,16 @@ def load_generator(path: PathLike, map_location: str = "cpu") -> Tuple[nn.Module
     except RuntimeError as e:
         raise ValueError(f"{path}: weights do not match the stored config: {e}") from None
     return model.to(map_location).eval(), meta
+
+
+def trained_steps(meta: Dict[str, Any]) -> Optional[int]:
+    """Training steps behind a checkpoint's weights, from its metadata.
+
+    A shipped file that continued earlier runs (``--init``) stores the chain's length as
+    ``total_steps`` and its last run's as ``step``; otherwise ``step``. ``None`` if neither is there.
+    """
+    steps = meta.get("total_steps", meta.get("step"))
+    return None if steps is None else int(steps)
 
 
 def init_from_checkpoint(model: nn.Module, path: PathLike) -> Dict[str, Any]:

@@ -403,15 +403,15 @@ def cmd_train_denoise(a: argparse.Namespace) -> int:
     sigma = None if a.blind else (a.sigma if a.sigma is not None else 25.0)
     depth = a.depth or (20 if a.blind else 17)
     model, mcfg = build_denoiser(model_name, _opt(a, "preset"), depth=depth)
-    init_meta, init_step = None, None
+    init_from = None  # where the weights came from, kept in every checkpoint of the new run
     if getattr(a, "init", None):
         if a.resume:
             raise ValueError("give either --init (new run from a checkpoint's weights) or --resume, not both")
-        from .checkpoint import init_from_checkpoint
+        from .checkpoint import init_from_checkpoint, trained_steps
         init_meta = init_from_checkpoint(model, a.init)
-        # a shipped file that itself continued a chain records the chain's length as total_steps
-        init_step = init_meta.get("total_steps", init_meta.get("step"))
-        print(f"initialised from {a.init} ({init_meta['model']}, step {init_step if init_step is not None else '?'})")
+        init_from = {"path": str(a.init), "step": trained_steps(init_meta)}
+        step = init_from["step"]
+        print(f"initialised from {a.init} ({init_meta['model']}, step {step if step is not None else '?'})")
     patch = a.patch_size or (40 if model_name == "dncnn" else 48)
     data = DenoiseDataConfig(sigma=sigma, patch_size=patch, patches_per_image=a.patches_per_image,
                              val_images=3 if a.val_images is None else a.val_images)
@@ -427,7 +427,7 @@ def cmd_train_denoise(a: argparse.Namespace) -> int:
     trainer = train_denoiser(model, model_name, mcfg, data, cfg, out, getattr(a, "data_root", None),
                              resume=a.resume, progress=not getattr(a, "quiet", False),
                              time_budget_s=a.time_budget * 60 if getattr(a, "time_budget", None) else None,
-                             init_from=None if init_meta is None else {"path": str(a.init), "step": init_step})
+                             init_from=init_from)
     print(f"done: step {trainer.step}, checkpoint {out / 'generator.safetensors'}")
     return 0
 
