@@ -118,9 +118,9 @@ def curve(data: Dict, out: Path, fit_from: int = 3000) -> Dict[str, float]:
                  (("target", data["target_bsd68"]), ("published", data["published_bsd68"]))}
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     ax.plot([p["steps"] for p in pts], [p["bsd68"] for p in pts], "o-", label="measured (asapnet evaluate)")
-    for p in pts:
+    for i, p in enumerate(pts):  # alternate below / above the curve so neighbouring labels do not overlap
         ax.annotate(f"{p['bsd68']:.2f}\n{p['minutes']} min", (p["steps"], p["bsd68"]), textcoords="offset points",
-                    xytext=(4, -24), fontsize=7)
+                    xytext=(4, -24) if i % 2 == 0 else (-34, 6), fontsize=7)
     xs = np.geomspace(fit[0]["steps"], steps_for["published"] * 1.2, 50)
     ax.plot(xs, a + b * np.log2(xs), "--", color="gray",
             label=f"fit from {fit_from} steps: {b:+.3f} dB per doubling (extrapolation)")
