@@ -101,7 +101,7 @@ def naive_pixel_mlp(cfg: ASAPConfig, x: torch.Tensor, params: torch.Tensor) -> t
                     off += co
                     h = h @ w + b
                     if layer < len(widths) - 2:
-                        h = torch.nn.functional.leaky_relu(h, 0.2)
+                        h = torch.nn.functional.leaky_relu(h, cfg.hr_slope)
                 out[n, :, i, j] = h
     return out
 

@@ -15,6 +15,14 @@ from typing import Any, Dict, Optional, Tuple
 # the input of the released reference model (label_nc=35, no dontcare channel, with instance edges).
 CITYSCAPES_NUM_CLASSES = 35
 
+#: LR-stream normalisations of :class:`ASAPConfig`.
+NORMS = ("instance_affine", "instance", "batch", "none")
+
+#: Values of the :class:`ASAPConfig` fields added with the reference-faithful architecture, for
+#: checkpoints whose metadata predates them (their first LR conv was not normalised, the HR leaky
+#: ReLU slope was 0.2 and the HR stream read every input channel).
+LEGACY_DEFAULTS: Dict[str, Any] = {"first_norm": False, "hr_slope": 0.2, "lr_only_channels": 0}
+
 
 @dataclass
 class ASAPConfig:
@@ -35,8 +43,19 @@ class ASAPConfig:
             ``False`` is the paper's Fig. 9b ablation.
         spatially_uniform: predict one MLP per image instead of one per S x S tile
             (the paper's Fig. 9c ablation).
-        norm: normalisation of the LR stream: ``"instance"``, ``"batch"`` or ``"none"``.
-        spectral_norm: spectral normalisation of the LR-stream 3x3 convolutions.
+        norm: normalisation of the LR stream: ``"instance_affine"`` (instance norm with a learned
+            per-channel scale and shift: the reference implementation's ``instanceaffine``),
+            ``"instance"`` (no scale/shift), ``"batch"`` or ``"none"``. A normalised convolution has
+            no bias.
+        first_norm: normalise the first LR-stream convolution too (the reference does; the
+            project's first models did not: ``False``).
+        spectral_norm: spectral normalisation of the LR-stream 3x3 convolutions (the reference
+            ASAP-Net uses none; SPADE-style ``spectralinstance`` is ``True``).
+        hr_slope: negative slope of the leaky ReLU between the per-pixel MLP layers (reference:
+            0.01; the project's first models used 0.2).
+        lr_only_channels: number of trailing input channels the LR stream reads and the HR stream
+            does not. 1 for a label map with an instance-edge channel in the reference setting
+            (``lr_instance``: edges go to the LR stream only); 0 otherwise.
         output_activation: ``"tanh"`` (output in [-1, 1]) or ``"none"``.
         residual: add the input image to the output (image-to-image tasks with
             ``in_channels == out_channels``, e.g. denoising).
@@ -57,8 +76,11 @@ class ASAPConfig:
     hr_depth: int = 5
     positional_encoding: bool = True
     spatially_uniform: bool = False
-    norm: str = "instance"
-    spectral_norm: bool = True
+    norm: str = "instance_affine"
+    first_norm: bool = True
+    spectral_norm: bool = False
+    hr_slope: float = 0.01
+    lr_only_channels: int = 0
     output_activation: str = "tanh"
     residual: bool = False
     hr_window: int = 1
@@ -70,8 +92,12 @@ class ASAPConfig:
                 raise ValueError(f"ASAPConfig.{name} must be a power of two >= 1, got {v}")
         if self.hr_depth < 2:
             raise ValueError(f"ASAPConfig.hr_depth must be >= 2, got {self.hr_depth}")
-        if self.norm not in ("instance", "batch", "none"):
-            raise ValueError(f"ASAPConfig.norm must be instance|batch|none, got {self.norm!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"ASAPConfig.norm must be one of {'|'.join(NORMS)}, got {self.norm!r}")
+        if not 0 <= self.lr_only_channels < self.in_channels:
+            raise ValueError(f"ASAPConfig.lr_only_channels must be in [0, in_channels), got {self.lr_only_channels}")
+        if self.residual and self.lr_only_channels:
+            raise ValueError("ASAPConfig.residual needs lr_only_channels == 0")
         if self.output_activation not in ("tanh", "none"):
             raise ValueError(f"ASAPConfig.output_activation must be tanh|none, got {self.output_activation!r}")
         if self.residual and self.in_channels != self.out_channels:
@@ -91,8 +117,8 @@ class ASAPConfig:
 
     @property
     def hr_in_channels(self) -> int:
-        """Image channels of the per-pixel MLP input: in_channels * hr_window^2."""
-        return self.in_channels * self.hr_window ** 2
+        """Image channels of the per-pixel MLP input: (in_channels - lr_only_channels) * hr_window^2."""
+        return (self.in_channels - self.lr_only_channels) * self.hr_window ** 2
 
     @property
     def pe_channels(self) -> int:
@@ -104,34 +130,53 @@ class ASAPConfig:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "ASAPConfig":
+        """Config from a checkpoint's metadata. Keys added after a checkpoint was written take
+        the values of the architecture it was trained with (:data:`LEGACY_DEFAULTS`), not
+        today's defaults, so old checkpoints keep computing what they computed.
+
+        Raises:
+            ValueError: unknown keys or invalid values.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown ASAPConfig keys: {sorted(unknown)}")
-        return cls(**d)
+        return cls(**{**LEGACY_DEFAULTS, **d})
 
 
 #: Presets named after the paper's settings. S = s1 * s2; the paper sets S1 so that the LR stream
-#: sees at most 256 pixels on the short side (§3.2).
+#: sees at most 256 pixels on the short side (§3.2). The ``cityscapes-*`` and ``facades-*`` presets
+#: are the reference implementation's architecture (tamarott/ASAPNet, ``ASAPNetsGenerator``):
+#: instance norm with learned scale/shift on every LR conv (the first included), no spectral norm,
+#: leaky ReLU 0.01 in the per-pixel MLPs, and for Cityscapes the instance-edge channel read by the
+#: LR stream only (``lr_only_channels=1``). ``cityscapes-256x512`` has 83,201,411 parameters, as
+#: the reference.
 ASAP_PRESETS: Dict[str, Dict[str, Any]] = {
-    # Cityscapes 256x512: S = 16, 83.2 M parameters with 35 labels + instance edges.
-    "cityscapes-256x512": dict(s1=1, s2=16),
+    # Cityscapes 256x512: S = 16, 35 labels + instance edges (LR stream only).
+    "cityscapes-256x512": dict(s1=1, s2=16, lr_only_channels=1),
     # Cityscapes 512x1024: S = 32.
-    "cityscapes-512x1024": dict(s1=2, s2=16),
+    "cityscapes-512x1024": dict(s1=2, s2=16, lr_only_channels=1),
     # Cityscapes full resolution 1024x2048: S = 64.
-    "cityscapes-1024x2048": dict(s1=4, s2=16),
-    # CMP Facades 512x512: 12 labels, S = 32.
+    "cityscapes-1024x2048": dict(s1=4, s2=16, lr_only_channels=1),
+    # CMP Facades 512x512: 12 labels, no instance maps, S = 32.
     "facades-512": dict(in_channels=12, s1=2, s2=16),
     # CMP Facades 1024x1024: S = 64.
     "facades-1024": dict(in_channels=12, s1=4, s2=16),
-    # Small model for CPU training on full-resolution Cityscapes (the shipped default model).
-    "cityscapes-cpu": dict(s1=4, s2=16, lr_width=32, lr_max_width=192, lr_depth=4, hr_width=64),
-    # Gray Gaussian denoiser (issue 4, docs/denoising.md): S = 4, small LR stream without
+    # Small reference-architecture models for CPU training on the pix2pix Cityscapes set at 256x512
+    # and on CMP Facades at 256x256 (the shipped models): S = 16, LR stream 32 -> 256 wide, 4
+    # blocks; the paper's per-pixel MLPs (5 layers, 64 wide).
+    "cityscapes-256x512-cpu": dict(s1=1, s2=16, lr_width=32, lr_max_width=256, lr_depth=4, lr_only_channels=1),
+    "facades-256-cpu": dict(in_channels=12, s1=1, s2=16, lr_width=32, lr_max_width=256, lr_depth=4),
+    # Small model for CPU training on full-resolution Cityscapes (the first shipped model's
+    # architecture: spectral norm, no affine, 0.2 slope, HR stream reading the edges).
+    "cityscapes-cpu": dict(s1=4, s2=16, lr_width=32, lr_max_width=192, lr_depth=4, hr_width=64, norm="instance",
+                           first_norm=False, spectral_norm=True, hr_slope=0.2),
+    # Gray Gaussian denoiser (docs/denoising.md): S = 4, small LR stream without
     # normalisation or spectral norm, per-pixel MLPs reading the 5 x 5 neighbourhood
     # (hr_window=5), residual output (input + MLP output), no tanh; ~5 MB of weights.
     "denoise-gray": dict(in_channels=1, out_channels=1, s1=1, s2=4, lr_width=32, lr_max_width=128, lr_depth=6,
                          hr_width=32, hr_depth=4, norm="none", spectral_norm=False, output_activation="none",
-                         residual=True, hr_window=5),
+                         residual=True, hr_window=5, hr_slope=0.2),
     # Tiny model for tests.
     "tiny": dict(s1=1, s2=4, lr_width=8, lr_max_width=16, lr_depth=1, hr_width=8, hr_depth=3),
 }

@@ -54,7 +54,7 @@ from .train import Trainer, _random_region, train
 #: norm, no spectral norm, residual output (input + per-pixel MLP output), no tanh.
 ASAP_DEBLUR_PRESET: Dict[str, Any] = dict(in_channels=3, out_channels=3, s1=1, s2=4, lr_width=32, lr_max_width=128,
                                           lr_depth=4, hr_width=32, hr_depth=4, norm="instance", spectral_norm=False,
-                                          output_activation="none", residual=True)
+                                          output_activation="none", residual=True, first_norm=False, hr_slope=0.2)
 #: Small DeblurGAN of the CPU comparison (the paper's is ngf=64, 9 blocks: ``create_model("deblurgan")``).
 DEBLURGAN_CPU: Dict[str, Any] = dict(ngf=16, n_blocks=9, dropout=0.0)
 
@@ -312,7 +312,7 @@ def build_deblur_model(name: str = "deblurgan", **overrides: Any) -> Tuple[nn.Mo
 
     ``"deblurgan"``: :data:`DEBLURGAN_CPU` + overrides (``create_model("deblurgan")`` is the
     paper's size); ``"asap"``: :data:`ASAP_DEBLUR_PRESET` + overrides, with the near-identity
-    hypernetwork initialisation of :func:`asapnet.denoise.init_asap_hypernetwork`;
+    hypernetwork initialisation of :func:`asapnet.models.asap.init_asap_hypernetwork`;
     ``"msg_unet"``: 3 -> 3 channels, ``ngf=16, n_down=4, num_outputs=3`` + overrides.
 
     Raises:
@@ -322,7 +322,7 @@ def build_deblur_model(name: str = "deblurgan", **overrides: Any) -> Tuple[nn.Mo
         kw = {**DEBLURGAN_CPU, "in_channels": 3, "out_channels": 3, **overrides}
         return create_model("deblurgan", **kw), kw
     if name == "asap":
-        from .denoise import init_asap_hypernetwork
+        from .models.asap import init_asap_hypernetwork
         cfg = ASAPConfig(**{**ASAP_DEBLUR_PRESET, **overrides})
         net = create_model("asap", cfg=cfg)
         init_asap_hypernetwork(net)
@@ -596,7 +596,7 @@ def add_train_deblur_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gp-lambda", type=float, default=10.0, help="gradient-penalty weight")
     g.add_argument("--lambda-content", type=float, default=100.0, help="VGG19 conv3_3 MSE weight")
     g.add_argument("--critic-ndf", type=int, default=64)
-    g.add_argument("--ngf", type=int, default=None, help="DeblurGAN / MSG U-Net width")
+    g.add_argument("--ngf", type=int, default=None, help="generator width of a baseline (translate: pix2pixhd, pix2pix; deblur: DeblurGAN, MSG U-Net)")
     g.add_argument("--n-blocks", type=int, default=None, help="DeblurGAN ResBlocks")
     g.add_argument("--hr-window", type=int, default=None,
                    help="ASAP: the per-pixel MLPs read the k x k neighbourhood (odd k; default 1, the paper)")

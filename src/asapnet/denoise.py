@@ -39,7 +39,7 @@ from .data.denoise import (BLIND_SIGMA_RANGE, DNCNN_SCALES, DenoisePatchDataset,
                            deterministic_noisy, read_gray)
 from .data.io import PathLike, list_images
 from .models import create_model
-from .models.asap import ASAPGenerator
+from .models.asap import ASAPGenerator, init_asap_hypernetwork
 from .train import Trainer, train
 
 #: Shipped checkpoints in ``asapnet/weights``.
@@ -56,32 +56,6 @@ def shipped_checkpoint(name: str = ASAP_CHECKPOINT) -> Path:
 # ---------------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def init_asap_hypernetwork(model: ASAPGenerator, modulation: float = 0.3, last_layer: float = 0.01) -> None:
-    """Re-initialise the LR-stream head (the 1x1 conv that predicts the MLP parameters) so that
-    training starts from a well-scaled, near-identity denoiser.
-
-    With PyTorch's default init the predicted MLP weights have a standard deviation of about
-    0.4 / sqrt(c_in), so the per-pixel MLP shrinks its input ~3x per layer and its output is
-    dominated by the predicted last bias: the network starts as "noisy input + a random constant
-    per tile" and learns the pixel-wise part very slowly. Here the head's *bias* holds a shared
-    He-initialised MLP (weights N(0, 2) before the 1/sqrt(c_in) scaling of
-    :class:`~asapnet.models.asap.HRStream`, biases 0), the head's *weights* add per-tile
-    modulations of standard deviation ~``modulation`` (for LR features of unit scale), and the last
-    MLP layer is scaled by ``last_layer`` so the initial output is ~ the (residual) input.
-    """
-    head = model.lr.head
-    c_feat = head.in_channels
-    nn.init.normal_(head.weight, std=modulation / math.sqrt(c_feat * 0.5))  # ReLU features: E[f^2] ~ 0.5
-    nn.init.zeros_(head.bias)
-    slices = model.hr.param_slices()
-    for _, _, ws, _ in slices:
-        head.bias[ws].normal_(std=math.sqrt(2.0))
-    _, _, ws, bs = slices[-1]
-    head.weight[ws.start:bs.stop] *= last_layer
-    head.bias[ws] *= last_layer
 
 
 def build_denoiser(model: str = "asap", preset: str = "denoise-gray", depth: int = 17,

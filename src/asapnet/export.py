@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
-from .models.asap import ASAPGenerator, neighborhood
+from .models.asap import ASAPGenerator
 from .models.inference import prepare_for_inference
 
 PathLike = Union[str, os.PathLike]
@@ -116,7 +116,7 @@ class ExportableASAP(nn.Module):
         xp = F.pad(x, (0, (S - W % S) % S, 0, (S - H % S) % S), mode="replicate")
         xl = xp if s1 == 1 else antialiased_downsample(xp, s1, self.aa_kernel)
         params = g.lr(xl)
-        y = g.hr.forward_reference(neighborhood(xp, g.cfg.hr_window), params)[..., :H, :W]
+        y = g.hr.forward_reference(g.hr_input(xp), params)[..., :H, :W]
         return g._finish(y, x)
 
 

@@ -30,9 +30,10 @@ from .registry import register_model
 
 @functools.lru_cache(maxsize=32)
 def _positional_encoding_cached(height: int, width: int, num_frequencies: int, device: str,
-                                dtype: torch.dtype) -> torch.Tensor:
-    ys = torch.arange(height, dtype=torch.float64)
-    xs = torch.arange(width, dtype=torch.float64)
+                                dtype: torch.dtype, scale: int = 1) -> torch.Tensor:
+    # pixel centres of a grid `scale` times finer, in units of the coarse grid (scale 1: 0, 1, 2, ...)
+    ys = (torch.arange(height, dtype=torch.float64) + 0.5) / scale - 0.5
+    xs = (torch.arange(width, dtype=torch.float64) + 0.5) / scale - 0.5
     chans = []
     for k in range(1, num_frequencies + 1):
         fx = 2 * math.pi * xs / 2 ** k  # (W,)
@@ -46,18 +47,24 @@ def _positional_encoding_cached(height: int, width: int, num_frequencies: int, d
 
 
 def positional_encoding(height: int, width: int, num_frequencies: int,
-                        device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                        device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                        scale: int = 1) -> torch.Tensor:
     """Sinusoidal encoding of pixel positions (paper §3.3).
 
     For k = 1..``num_frequencies`` the channels are, in this order,
     sin(2*pi*x/2^k), cos(2*pi*x/2^k), sin(2*pi*y/2^k), cos(2*pi*y/2^k),
     with x the column and y the row index of the pixel (0-based, in pixels).
 
+    With ``scale`` r > 1 the grid is r times finer than the one the model was trained on: x and y
+    are the pixel centres in units of the coarse grid, (j + 0.5) / r - 0.5 (sub-pixel positions
+    between the training-scale pixels; r = 1 gives x = j).
+
     Returns:
         Tensor of shape (1, 4 * num_frequencies, height, width), values in [-1, 1]. It is cached
-        per (height, width, num_frequencies, device, dtype); treat it as read-only.
+        per (height, width, num_frequencies, device, dtype, scale); treat it as read-only.
     """
-    return _positional_encoding_cached(int(height), int(width), int(num_frequencies), str(torch.device(device)), dtype)
+    return _positional_encoding_cached(int(height), int(width), int(num_frequencies), str(torch.device(device)), dtype,
+                                       int(scale))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,13 +73,14 @@ def positional_encoding(height: int, width: int, num_frequencies: int,
 
 
 class _InstanceNorm2d(nn.InstanceNorm2d):
-    """``nn.InstanceNorm2d(affine=False)`` that also takes a 1x1 map. ``F.instance_norm`` refuses
-    one spatial element; the LR grid of an input of at most S x S pixels is 1x1, and normalising
-    a single value gives 0 (as ONNX InstanceNormalization does)."""
+    """``nn.InstanceNorm2d`` that also takes a 1x1 map. ``F.instance_norm`` refuses one spatial
+    element; the LR grid of an input of at most S x S pixels is 1x1, and normalising a single
+    value gives 0 (as ONNX InstanceNormalization does), then the affine shift if any."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2] * x.shape[-1] == 1:
-            return torch.zeros_like(x)
+            y = torch.zeros_like(x)
+            return y + self.bias.view(1, -1, 1, 1).to(x.dtype) if self.affine else y
         return super().forward(x)
 
 
@@ -81,8 +89,8 @@ def _conv_norm_relu(cin: int, cout: int, stride: int, norm: str, sn: bool) -> nn
     if sn:
         conv = _spectral_norm(conv)
     layers: List[nn.Module] = [conv]
-    if norm == "instance":
-        layers.append(_InstanceNorm2d(cout, affine=False))
+    if norm in ("instance", "instance_affine"):
+        layers.append(_InstanceNorm2d(cout, affine=norm == "instance_affine"))
     elif norm == "batch":
         layers.append(nn.BatchNorm2d(cout))
     layers.append(nn.ReLU(inplace=True))
@@ -99,7 +107,9 @@ class LRStream(nn.Module):
 
     3x3 conv (``lr_width``) -> log2(S2) stride-2 3x3 convs (the last widens to ``lr_max_width``)
     -> ``lr_depth`` x [3x3 conv + norm + ReLU] at ``lr_max_width`` -> 1x1 conv to
-    ``num_params`` channels.
+    ``num_params`` channels. Every 3x3 conv is followed by ``cfg.norm`` (the first one only with
+    ``cfg.first_norm``; before that option existed, the first conv was normalised only with
+    batch norm) and a ReLU.
 
     Input (N, C, H/S1, W/S1) with H/S1, W/S1 multiples of S2; output (N, num_params, H/S, W/S).
     """
@@ -108,8 +118,8 @@ class LRStream(nn.Module):
         super().__init__()
         num_ds = int(math.log2(cfg.s2))
         width = cfg.lr_width
-        layers: List[nn.Module] = [_conv_norm_relu(cfg.in_channels, width, 1, "none" if cfg.norm != "batch" else "batch",
-                                                   cfg.spectral_norm)]
+        first = cfg.norm if (cfg.first_norm or cfg.norm == "batch") else "none"
+        layers: List[nn.Module] = [_conv_norm_relu(cfg.in_channels, width, 1, first, cfg.spectral_norm)]
         for i in range(num_ds):
             out = cfg.lr_max_width if i == num_ds - 1 else width
             layers.append(_conv_norm_relu(width, out, 2, cfg.norm, cfg.spectral_norm))
@@ -154,8 +164,9 @@ class HRStream(nn.Module):
     """Per-pixel MLPs f_p evaluated at full resolution (paper §3.1, Eq. (1)-(2)).
 
     The MLP of every S x S tile has ``hr_depth`` linear layers of width ``hr_width`` with
-    leaky-ReLU(0.2) hidden activations. Its input is the pixel value (C channels) concatenated
-    with the positional encoding (4 log2 S channels). The parameters of a tile are one column of
+    leaky-ReLU (slope ``cfg.hr_slope``, 0.01 in the reference) hidden activations. Its input is
+    the pixel value (C - ``lr_only_channels`` channels) concatenated with the positional encoding
+    (4 log2 S channels). The parameters of a tile are one column of
     the LR-stream output, laid out layer by layer as [W_l (c_in x c_out, row major), b_l (c_out)];
     W_l is scaled by 1/sqrt(c_in) so that the predicted weights start at a sane magnitude.
 
@@ -165,6 +176,7 @@ class HRStream(nn.Module):
     def __init__(self, cfg: ASAPConfig):
         super().__init__()
         self.S = cfg.S
+        self.slope = float(cfg.hr_slope)
         self.num_frequencies = cfg.num_frequencies if cfg.positional_encoding else 0
         c_in = cfg.hr_in_channels + cfg.pe_channels
         widths = [c_in] + [cfg.hr_width] * (cfg.hr_depth - 1) + [cfg.out_channels]
@@ -194,15 +206,18 @@ class HRStream(nn.Module):
         for i, (w, b) in enumerate(layers):
             h = torch.baddbmm(b, h, w)
             if i < len(layers) - 1:
-                h = F.leaky_relu(h, 0.2)
+                h = F.leaky_relu(h, self.slope)
         return h
 
-    def forward(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, params: torch.Tensor, scale: int = 1) -> torch.Tensor:
         """Evaluate the HR stream.
 
         Args:
-            x: (N, C, H, W) full-resolution input, H and W multiples of S, float.
-            params: (N, P, H/S, W/S) MLP parameters from the LR stream.
+            x: (N, C, H, W) full-resolution input, H and W multiples of S * scale, float.
+            params: (N, P, H/(S*scale), W/(S*scale)) MLP parameters from the LR stream.
+            scale: r >= 1: the input is r times finer than the grid the model was trained on;
+                every MLP covers an (r S) x (r S) tile and reads the positional encoding at
+                sub-pixel positions (:func:`positional_encoding` with ``scale=r``). 1: the paper.
 
         Returns:
             (N, out_channels, H, W) pre-activation output. Without autograd (inference) and with
@@ -211,21 +226,22 @@ class HRStream(nn.Module):
             buffers; with autograd, :meth:`forward_reference`.
         """
         N, C, H, W = x.shape
-        if params.shape[-2:] != (H // self.S, W // self.S) or H % self.S or W % self.S:
-            raise ValueError(f"parameter grid {tuple(params.shape[-2:])} does not match input {H}x{W} with S={self.S}")
+        T = self.S * scale
+        if params.shape[-2:] != (H // T, W // T) or H % T or W % T:
+            raise ValueError(f"parameter grid {tuple(params.shape[-2:])} does not match input {H}x{W} with tiles of {T}")
         if not self.fast or (torch.is_grad_enabled() and (x.requires_grad or params.requires_grad)):
-            return self.forward_reference(x, params)
-        return self.forward_fast(x, params)
+            return self.forward_reference(x, params, scale)
+        return self.forward_fast(x, params, scale)
 
-    def forward_reference(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    def forward_reference(self, x: torch.Tensor, params: torch.Tensor, scale: int = 1) -> torch.Tensor:
         """All tiles at once as batched matrix products (differentiable; used for training)."""
         N, C, H, W = x.shape
-        S = self.S
+        S = self.S * scale
         gh, gw = H // S, W // S
         feats = x
         if self.num_frequencies:
             # Periods 2^k divide S, so the encoding of a tile is the same for every tile.
-            pe = positional_encoding(S, S, self.num_frequencies, x.device, x.dtype)
+            pe = positional_encoding(S, S, self.num_frequencies, x.device, x.dtype, scale)
             feats = torch.cat([x, pe.repeat(1, 1, gh, gw).expand(N, -1, H, W)], dim=1)
         cin = feats.shape[1]
         # (N, Cin, gh, S, gw, S) -> (N*gh*gw, S*S, Cin): one row of pixels per tile
@@ -236,7 +252,7 @@ class HRStream(nn.Module):
         # (N*gh*gw, S*S, Cout) -> (N, Cout, H, W)
         return out.reshape(N, gh, gw, S, S, co).permute(0, 5, 1, 3, 2, 4).reshape(N, co, H, W)
 
-    def forward_fast(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    def forward_fast(self, x: torch.Tensor, params: torch.Tensor, scale: int = 1) -> torch.Tensor:
         """Inference path, same values as :meth:`forward_reference` (up to fp32 rounding).
 
         The weights of every tile are transposed and scaled once per image (``(tiles, c_out,
@@ -260,7 +276,7 @@ class HRStream(nn.Module):
         calling thread; ``workers = 1`` forces that.
         """
         N, C, H, W = x.shape
-        S = self.S
+        S = self.S * scale
         gh, gw = H // S, W // S
         dt, dev = x.dtype, x.device
         cout = self.dims[-1][1]
@@ -277,7 +293,7 @@ class HRStream(nn.Module):
         workers = self.workers if self.workers is not None else min(old, MAX_TILE_WORKERS)
         workers = max(1, min(workers, len(items))) if dev.type == "cpu" and not _thread_local_modes() else 1
         if workers == 1:
-            self._run_tiles(x, layers, out, items, B, g)
+            self._run_tiles(x, layers, out, items, B, g, scale)
             return out
         per_worker = max(1, old // workers)
         inference = torch.is_inference_mode_enabled()
@@ -285,7 +301,7 @@ class HRStream(nn.Module):
         def work(part):
             torch.set_num_threads(per_worker)  # per-thread OpenMP setting; MKL's is global (restored below)
             with torch.inference_mode(inference):
-                self._run_tiles(x, layers, out, part, B, g)
+                self._run_tiles(x, layers, out, part, B, g, scale)
 
         try:
             with ThreadPoolExecutor(workers) as pool:
@@ -310,15 +326,15 @@ class HRStream(nn.Module):
             per_image.append(layers)
         return per_image
 
-    def _run_tiles(self, x: torch.Tensor, layers, out: torch.Tensor, items, B: int, g: int) -> None:
+    def _run_tiles(self, x: torch.Tensor, layers, out: torch.Tensor, items, B: int, g: int, scale: int = 1) -> None:
         """Evaluate the tile groups ``items`` [(n, tile row, first tile col, end col)] into ``out``."""
         C, W = x.shape[1], x.shape[-1]
-        S, dt, dev = self.S, x.dtype, x.device
+        S, dt, dev = self.S * scale, x.dtype, x.device
         cin, cout = self.dims[0][0], self.dims[-1][1]
         gw, T, nb = W // S, B * S, S // B
         feats = torch.empty(nb, g, cin, B, S, dtype=dt, device=dev)  # one input buffer per band
         if self.num_frequencies:  # the encoding is the same for every tile: written once
-            pe = positional_encoding(S, S, self.num_frequencies, dev, dt)[0]
+            pe = positional_encoding(S, S, self.num_frequencies, dev, dt, scale)[0]
             for j in range(nb):
                 feats[j, :, C:] = pe[:, j * B:(j + 1) * B]
         acts = {co: [torch.empty(g, co, T, dtype=dt, device=dev) for _ in range(2)] for _, co in self.dims}
@@ -334,7 +350,7 @@ class HRStream(nn.Module):
                 for i, (w, b) in enumerate(wb):
                     h = torch.baddbmm(b, w, h, out=acts[w.shape[1]][i % 2][:k])  # (k, co, T)
                     if i < last:
-                        F.leaky_relu_(h, 0.2)
+                        F.leaky_relu_(h, self.slope)
                 # (k, co, B, S) bands -> (co, B, k, S) block of the output
                 out[n, :, y0:y0 + B, c0 * S:c1 * S].copy_(h.view(k, cout, B, S).permute(1, 2, 0, 3).reshape(cout, B, k * S))
 
@@ -426,6 +442,13 @@ class ASAPGenerator(nn.Module):
                            antialias=True).to(xp.dtype)
         return self.lr(xl)
 
+    def hr_input(self, xp: torch.Tensor, region: Optional[Tuple[int, int, int, int]] = None) -> torch.Tensor:
+        """The HR stream's per-pixel input: padded input (N, C, H, W) without its last
+        ``lr_only_channels`` channels, as ``hr_window`` neighbourhoods (N, cfg.hr_in_channels, H, W)
+        (or the ``region``'s height and width)."""
+        k = self.cfg.lr_only_channels
+        return neighborhood(xp[:, :xp.shape[1] - k] if k else xp, self.cfg.hr_window, region)
+
     def _check(self, x: torch.Tensor) -> None:
         if x.dim() != 4:
             raise ValueError(f"ASAPGenerator expects (N, C, H, W), got shape {tuple(x.shape)}")
@@ -453,7 +476,7 @@ class ASAPGenerator(nn.Module):
         xp = self.pad(x)
         params = self.predict_params(xp)
         if region is None:
-            y = self.hr(neighborhood(xp, self.cfg.hr_window), params)[..., :H, :W]
+            y = self.hr(self.hr_input(xp), params)[..., :H, :W]
             return self._finish(y, x)
         top, left, h, w = region
         S = self.S
@@ -461,7 +484,66 @@ class ASAPGenerator(nn.Module):
             raise ValueError(f"region {region} must be multiples of S={S} inside the padded input {tuple(xp.shape[-2:])}")
         xc = xp[..., top:top + h, left:left + w]
         pc = params[..., top // S:(top + h) // S, left // S:(left + w) // S]
-        return self._finish(self.hr(neighborhood(xp, self.cfg.hr_window, region), pc), xc)
+        return self._finish(self.hr(self.hr_input(xp, region), pc), xc)
+
+    def forward_upscaled(self, x: torch.Tensor, scale: int) -> torch.Tensor:
+        """Translate an input ``scale`` times finer than the model's training resolution.
+
+        The LR stream sees the input at the training scale (nearest-neighbour downsampling by
+        ``scale``, which keeps one-hot label maps one-hot), so its receptive fields cover what they
+        covered in training; the HR stream runs at the input's full resolution, each MLP on an
+        (S * scale)-pixel tile, reading the positional encoding at sub-pixel positions
+        (:func:`positional_encoding` with ``scale``). Edges follow the full-resolution input.
+
+        Args:
+            x: (N, in_channels, H, W) float, any H, W (replicate-padded to multiples of
+                S * scale, output cropped back).
+            scale: r >= 1 (1 is :meth:`forward`).
+
+        Returns:
+            (N, out_channels, H, W), in [-1, 1] with ``output_activation="tanh"``.
+
+        Raises:
+            ValueError: a non-4D input, a wrong channel count or ``scale < 1``.
+        """
+        self._check(x)
+        if scale < 1:
+            raise ValueError(f"scale must be >= 1, got {scale}")
+        H, W = x.shape[-2:]
+        T = self.S * scale
+        ph, pw = (-H) % T, (-W) % T
+        xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if (ph or pw) else x
+        xl = xp if scale == 1 else F.interpolate(xp, scale_factor=1 / scale, mode="nearest-exact")
+        params = self.predict_params(xl)
+        return self._finish(self.hr(self.hr_input(xp), params, scale)[..., :H, :W], x)
+
+
+@torch.no_grad()
+def init_asap_hypernetwork(model: ASAPGenerator, modulation: float = 0.3, last_layer: float = 0.01) -> None:
+    """Re-initialise the LR-stream head (the 1x1 conv that predicts the MLP parameters) so that
+    every per-pixel MLP starts as a well-scaled network of its input.
+
+    With PyTorch's default init the predicted MLP weights have a standard deviation of about
+    0.4 / sqrt(c_in) (after the 1/sqrt(c_in) scaling of :class:`HRStream`), so each MLP layer
+    shrinks its input ~3x and the output is dominated by the predicted last bias: one constant
+    per tile. The gradient reaching a weight is scaled by the (small) weights of the layers after
+    it, so training stays in that state: the collapse into flat S x S squares measured on
+    label->photo training (docs/translation.md). Here the head's *bias* holds a shared
+    He-initialised MLP (weights N(0, 2) before the 1/sqrt(c_in) scaling, biases 0), the head's
+    *weights* add per-tile modulations of standard deviation ~``modulation`` (for LR features of
+    unit scale), and the last MLP layer is scaled by ``last_layer`` (0.01: a residual model starts
+    near the identity; 1: a translator starts with outputs of unit scale).
+    """
+    head = model.lr.head
+    c_feat = head.in_channels
+    nn.init.normal_(head.weight, std=modulation / math.sqrt(c_feat * 0.5))  # ReLU features: E[f^2] ~ 0.5
+    nn.init.zeros_(head.bias)
+    slices = model.hr.param_slices()
+    for _, _, ws, _ in slices:
+        head.bias[ws].normal_(std=math.sqrt(2.0))
+    _, _, ws, bs = slices[-1]
+    head.weight[ws.start:bs.stop] *= last_layer
+    head.bias[ws] *= last_layer
 
 
 @register_model("asap")
