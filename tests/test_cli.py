@@ -35,15 +35,22 @@ def test_cli_train_then_translate_full_resolution(tiny_checkpoint, tmp_path, cap
     assert np.asarray(im).std() > 0
 
 
-def test_translate_missing_instance_map_and_skip(tiny_checkpoint, tmp_path, capsys):
+def test_translate_missing_instance_map_uses_label_edges_and_skip(tiny_checkpoint, tmp_path, capsys):
     lonely = tmp_path / "in" / "x_gtFine_labelIds.png"
     lonely.parent.mkdir()
-    Image.fromarray(np.zeros((40, 60), np.uint8)).save(lonely)
+    ids = np.zeros((40, 60), np.uint8)
+    ids[:, 30:] = 7
+    Image.fromarray(ids).save(lonely)
     rc = main(["translate", str(lonely), "-o", str(tmp_path / "o"), "--checkpoint", str(tiny_checkpoint)])
-    assert rc == 2 and "needs an instance map" in capsys.readouterr().err
-    rc = main(["translate", str(lonely), str(EXAMPLE), "-o", str(tmp_path / "o"), "--checkpoint", str(tiny_checkpoint),
+    out = capsys.readouterr().out
+    assert rc == 0 and out.count("no instance map found; using the label boundaries") == 1
+    assert Image.open(tmp_path / "o" / "x.png").size == (60, 40)
+    bad = tmp_path / "in" / "y_gtFine_labelIds.png"
+    bad.write_bytes(b"not a png")
+    rc = main(["translate", str(bad), str(EXAMPLE), "-o", str(tmp_path / "o2"), "--checkpoint", str(tiny_checkpoint),
                "--on-error", "skip"])
-    assert rc == 0 and (tmp_path / "o" / "frankfurt_000000_000576.png").is_file()
+    assert rc == 0 and (tmp_path / "o2" / "frankfurt_000000_000576.png").is_file()
+    assert "skipped" in capsys.readouterr().out
 
 
 def test_translate_nonexistent_input_is_one_line_error(tiny_checkpoint, tmp_path):

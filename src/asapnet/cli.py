@@ -44,9 +44,13 @@ def _add_train(sub) -> None:
     p.add_argument("--task", choices=["translate", "denoise", "deblur", "segment"], default="translate",
                    help="translate: label->photo GAN (default); denoise: DnCNN/ASAP on BSD Train400; deblur: "
                         "DeblurGAN/ASAP/MSG U-Net on synthetic motion blur; segment: segmenter for segscore")
-    p.add_argument("--dataset", choices=["cityscapes", "folders", "ab"], default="cityscapes",
-                   help="cityscapes: {train_label,train_inst,train_img} layout; folders: paired folders "
-                        "matched by stem; ab: pix2pix side-by-side A|B images")
+    p.add_argument("--dataset", choices=["cityscapes", "cityscapes-pix2pix", "cityscapes-official", "facades",
+                                         "folders", "ab"], default="cityscapes",
+                   help="cityscapes: {train_label,train_inst,train_img} layout; cityscapes-pix2pix: the pix2pix "
+                        "photo|colour-label JPEGs (<data>/train, validation on <data>/val); cityscapes-official: "
+                        "gtFine/ + leftImg8bit/ as downloaded; facades: CMP Facades base set (<data>/train, "
+                        "validation on <data>/test); folders: paired folders matched by stem; ab: pix2pix "
+                        "side-by-side A|B images")
     p.add_argument("--data-root", default=None, help="data folder (default $ASAPNET_DATA or ../shared/data)")
     p.add_argument("--data", default=None, help="dataset folder (default <data-root>/cityscapes_samples)")
     p.add_argument("--label-dir"), p.add_argument("--image-dir"), p.add_argument("--inst-dir")
@@ -70,7 +74,11 @@ def _add_train(sub) -> None:
     p.add_argument("--no-gan", action="store_true", help="no discriminator (reconstruction losses only)")
     p.add_argument("--ndf", type=int, default=64), p.add_argument("--n-layers-d", type=int, default=4)
     p.add_argument("--num-d", type=int, default=2, help="discriminator scales")
-    p.add_argument("--holdout", type=int, default=0, help="hold the last K pairs out for validation")
+    p.add_argument("--holdout", type=int, default=0, help="hold the last K pairs out for validation "
+                   "(cityscapes-pix2pix / facades: validate on the first K pairs of the val / test split)")
+    p.add_argument("--head-init", choices=["hyper", "default"], default="hyper",
+                   help="translate, ASAP: initialise the LR-stream head as a hypernetwork of well-scaled MLPs "
+                        "(default) or with PyTorch's default init (the MLPs collapse to one colour per tile)")
     p.add_argument("--out", default=None, help="run folder (translate: runs/asap)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/state.safetensors")
     p.add_argument("--threads", type=int, default=None)
@@ -120,9 +128,24 @@ def cmd_train_translate(a: argparse.Namespace) -> int:
         in_ch = 3
         make = lambda idx: _Subset(full, idx)  # noqa: E731
         n = len(full)
+    elif a.dataset in ("cityscapes-pix2pix", "facades"):
+        from .data.cityscapes import Pix2PixCityscapes
+        from .data.facades import FacadesCMP
+        cls, name, val_split = ((Pix2PixCityscapes, "cityscapes_pix2pix", "val") if a.dataset == "cityscapes-pix2pix"
+                                else (FacadesCMP, "facades_cmp", "test"))
+        root = Path(a.data or data_root(a.data_root) / name)
+        size = a.load_size or ((256, 512) if cls is Pix2PixCityscapes else (256, 256))
+        split_set = cls(root / "train", size=size, flip=True)
+        num_classes, use_instance, in_ch = cls.num_classes, False, cls.in_channels
+        val_split_set = cls(root / val_split, size=size, limit=a.holdout) if a.holdout else None
+        n = len(split_set) + a.holdout  # the hold-out comes from the other split
+        make = None
     else:
         if a.dataset == "cityscapes":
             pairs = cityscapes_pairs(a.data or data_root(a.data_root) / "cityscapes_samples", "train")
+        elif a.dataset == "cityscapes-official":
+            from .data.cityscapes import official_pairs
+            pairs = official_pairs(a.data or data_root(a.data_root) / "cityscapes", "train")
         else:
             if not (a.label_dir and a.image_dir):
                 raise DataError("--dataset folders needs --label-dir and --image-dir")
@@ -134,10 +157,13 @@ def cmd_train_translate(a: argparse.Namespace) -> int:
                                                         a.load_size, flip=flip)
     if a.holdout >= n:
         raise DataError(f"--holdout {a.holdout} leaves no training pairs (dataset has {n})")
-    train_set = make(list(range(n - a.holdout)))
-    val_set = None
-    if a.holdout:
-        val_set = make(list(range(n - a.holdout, n))) if a.dataset == "ab" else make(list(range(n - a.holdout, n)), False)
+    if make is None:
+        train_set, val_set = split_set, val_split_set
+    else:
+        train_set = make(list(range(n - a.holdout)))
+        val_set = None
+        if a.holdout:
+            val_set = make(list(range(n - a.holdout, n))) if a.dataset == "ab" else make(list(range(n - a.holdout, n)), False)
     device = a.device
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun
         import torch.distributed as dist
@@ -145,21 +171,40 @@ def cmd_train_translate(a: argparse.Namespace) -> int:
         if device.startswith("cuda"):
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
             torch.cuda.set_device(device)
-    if a.model != "asap":
-        raise SystemExit(f"asapnet train: model {a.model!r} is not trainable from the CLI yet")
+    if a.model not in ("asap", "pix2pixhd", "pix2pix"):
+        raise SystemExit(f"asapnet train: model {a.model!r} is not trainable from the CLI (asap, pix2pixhd, pix2pix)")
     torch.manual_seed(a.seed)  # reproducible initialisation of G and D (train() reseeds for the data)
-    gcfg = asap_preset(a.preset, in_channels=in_ch)
-    G = create_model("asap", cfg=gcfg)
+    if a.model == "asap":
+        # an instance-edge channel goes to the LR stream only where the preset says so (reference)
+        lr_only = asap_preset(a.preset).lr_only_channels if use_instance else 0
+        gcfg = asap_preset(a.preset, in_channels=in_ch, lr_only_channels=lr_only)
+        G = create_model("asap", cfg=gcfg)
+        if a.head_init == "hyper":
+            from .models.asap import init_asap_hypernetwork
+            init_asap_hypernetwork(G, last_layer=1.0)
+        model_config = gcfg.to_dict()
+    else:
+        model_config = {"in_channels": in_ch, **({"ngf": a.ngf} if a.ngf else {})}
+        G = create_model(a.model, **model_config)
+        gcfg = G
     tcfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, crop=a.crop, load_size=a.load_size, lr_g=a.lr_g,
                        lr_d=a.lr_d, lambda_feat=a.lambda_feat, lambda_vgg=0.0 if a.no_vgg else a.lambda_vgg,
                        lambda_l1=a.lambda_l1, gan=not a.no_gan, seed=a.seed, num_threads=a.threads,
                        sample_every=a.sample_every, checkpoint_every=a.checkpoint_every, device=device)
     dcfg = DiscriminatorConfig(in_channels=in_ch + gcfg.out_channels, ndf=a.ndf, n_layers=a.n_layers_d,
                                num_scales=a.num_d)
-    extra = {"num_classes": num_classes, "use_instance": use_instance,
-             "train_pairs": [str(getattr(p, "label", p)) for p in getattr(train_set, "pairs", [])]}
-    trainer = Trainer(G, "asap", gcfg.to_dict(), dcfg, tcfg, a.out, num_classes=num_classes, extra_meta=extra)
-    train(trainer, train_set, val_set, resume=a.resume, progress=not a.quiet)
+    extra = {"num_classes": num_classes, "use_instance": use_instance, "dataset": a.dataset,
+             "head_init": a.head_init if a.model == "asap" else None,
+             "command": "asapnet " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None}
+    if a.dataset == "cityscapes-pix2pix":
+        extra["label_ids"] = "cityscapes-color"  # ids sharing a colour are merged at translation time
+    if a.dataset in ("cityscapes-pix2pix", "facades"):
+        extra["train_size"] = list(size)
+    if a.dataset not in ("cityscapes-pix2pix", "facades"):
+        extra["train_pairs"] = [str(getattr(p, "label", p)) for p in getattr(train_set, "pairs", [])]
+    trainer = Trainer(G, a.model, model_config, dcfg, tcfg, a.out, num_classes=num_classes, extra_meta=extra)
+    budget = a.time_budget * 60 if getattr(a, "time_budget", None) else None
+    train(trainer, train_set, val_set, resume=a.resume, progress=not a.quiet, time_budget_s=budget)
     if trainer.distributed:
         import torch.distributed as dist
         dist.barrier()
@@ -182,11 +227,15 @@ class _Subset:
 
 def _add_translate(sub) -> None:
     p = sub.add_parser("translate", help="translate label maps into photos")
-    p.add_argument("inputs", nargs="+", help="label maps (class-id PNGs)")
+    p.add_argument("inputs", nargs="+", help="label maps (class-id PNGs, or Cityscapes colour label maps)")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--checkpoint", default=None, help="generator .safetensors (default: the shipped model)")
     p.add_argument("--instance-dir", default=None, help="folder of instance maps matched by stem")
     p.add_argument("--on-error", choices=["stop", "skip"], default="stop")
+    p.add_argument("--mode", choices=["auto", "pixelwise", "native", "bilinear"], default="auto",
+                   help="inputs larger than the training size: pixelwise = LR stream at the training scale, "
+                        "per-pixel MLPs at full resolution (ASAP-Net default); bilinear = translate downsampled, "
+                        "upsample the output; native = run at the input size as is")
     p.add_argument("--threads", type=int, default=None)
 
 
@@ -203,7 +252,7 @@ def cmd_translate(a: argparse.Namespace) -> int:
     model, meta = load_generator(ckpt)
     prepare_for_inference(model)
     print(f"model: {ckpt} ({meta['model']}, step {meta.get('step', '?')})")
-    done = translate_files(model, meta, a.inputs, Path(a.out), a.instance_dir, a.on_error)
+    done = translate_files(model, meta, a.inputs, Path(a.out), a.instance_dir, a.on_error, mode=a.mode)
     print(f"wrote {len(done)} image(s) to {a.out}")
     return 0
 

@@ -276,20 +276,49 @@ class Trainer:
         save_image((grid + 1) / 2, path, nrow=1)
         return path
 
+    @property
+    def tile(self) -> int:
+        """Side of the tiles whose seams and within-tile contrast the health figures measure: S
+        for ASAP-Net, 16 for other generators."""
+        return self.G.S if isinstance(self.G, ASAPGenerator) else 16
+
+    def health(self) -> Dict[str, float]:
+        """Tile health of the last training sample (label inputs only): within-tile class
+        contrast and tile seam ratio of the output and of the real photo
+        (:func:`asapnet.metrics.tiles.tile_health`); {} for image inputs. A collapsed HR stream
+        shows as a contrast near 0 and a seam ratio far above the real photo's."""
+        if self.num_classes is None or not hasattr(self, "_last"):
+            return {}
+        from .metrics.tiles import tile_health
+        cond, fake, real = self._last
+        labels = cond[:, :self.num_classes].argmax(1).cpu()
+        return {f"health/{k}": v for k, v in tile_health(fake.cpu(), labels, self.tile, real.cpu()).items()}
+
     @torch.no_grad()
     def validate(self, dataset: Dataset) -> Dict[str, float]:
         """PSNR (dB) / SSIM / L1 of full-resolution outputs on ``dataset`` (images scaled to 0-255),
-        each the mean over the images (which may differ in size)."""
+        each the mean over the images (which may differ in size); for label inputs also the
+        within-tile class contrast (gray levels) and tile seam ratio of the outputs
+        (``val/tile_contrast``, ``val/seam_ratio``, means over the images)."""
         from .metrics import psnr_ssim
+        from .metrics.tiles import tile_health
         self.G.eval()
-        rows = []
+        rows, health = [], []
         for i in range(len(dataset)):
             item = dataset[i]
             fake = self.G(item["input"][None].to(self.device)).cpu()
             real = item["target"][None]
             rows.append((*psnr_ssim(fake, real), (fake - real).abs().mean().item()))
+            if "label" in item:
+                h = tile_health(fake, item["label"][None], self.tile)
+                health.append((h["tile_contrast"], h["seam_ratio"]))
         p, s, l1 = (sum(col) / len(rows) for col in zip(*rows))
-        return {"val/psnr": p, "val/ssim": s, "val/l1": l1}
+        out = {"val/psnr": p, "val/ssim": s, "val/l1": l1}
+        if health:
+            for k, col in zip(("val/tile_contrast", "val/seam_ratio"), zip(*health)):
+                vals = [v for v in col if v == v]  # NaN: no tile with two classes
+                out[k] = sum(vals) / len(vals) if vals else float("nan")
+        return out
 
 
 def _has_batchnorm(m: nn.Module) -> bool:
@@ -358,7 +387,7 @@ def train(trainer: Trainer, dataset: Dataset, val_dataset: Optional[Dataset] = N
             bar.update(1)
             bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in logs.items()})
         if main and (s % cfg.log_every == 0 or last):
-            for k, v in logs.items():
+            for k, v in {**logs, **trainer.health()}.items():
                 trainer.writer.add_scalar(k, v, s)
             trainer.writer.add_scalar("time/sec_per_step", (time.time() - t0) / max(1, s - start), s)
         if main and (s % cfg.sample_every == 0 or last):
@@ -368,10 +397,14 @@ def train(trainer: Trainer, dataset: Dataset, val_dataset: Optional[Dataset] = N
                 vals = trainer.validate(val_dataset)
                 for k, v in vals.items():
                     trainer.writer.add_scalar(k, v, s)
+            else:
+                vals = {}
+            vals.update(trainer.health())
+            if vals:
                 with open(trainer.out / "metrics.jsonl", "a") as f:
                     f.write(json.dumps({"step": s, **vals}) + "\n")
             # wall time of this call (a resumed run counts from its own start), in the checkpoint metadata
-            trainer.extra_meta["train_seconds_last_call"] = round(time.time() - t0, 1)
+            trainer.extra_meta["train_seconds_last_call"] = round(time.time() - t0, 3)
             trainer.save()
         if on_step is not None:
             on_step(s, logs)

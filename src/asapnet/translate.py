@@ -1,17 +1,21 @@
 """Label map -> photo translation with a trained generator (``asapnet translate``)."""
 from __future__ import annotations
 
+import math
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from PIL import Image
 
+from .data.cityscapes import COLOR_IDS, NUM_LABEL_IDS, colors_to_ids
 from .data.datasets import _stem
-from .data.io import DataError, read_label
+from .data.io import DataError, read_image, read_label
 from .data.labels import instance_edges
 
 DEFAULT_CHECKPOINT = "cityscapes-cpu.safetensors"
@@ -37,30 +41,129 @@ def find_instance_map(label_path: Path, instance_dir: Optional[Path] = None) -> 
     return next((c for c in cands if c.is_file() and _stem(c) == stem), None)
 
 
-def label_to_input(label_path: Path, num_classes: int, use_instance: bool,
-                   instance_path: Optional[Path] = None) -> torch.Tensor:
-    """Read a label map (+ instance map) into a generator input (1, num_classes [+1], H, W).
+def read_label_ids(label_path: Path, num_classes: int, merge: Optional[str] = None) -> np.ndarray:
+    """Read a label map as class ids (H, W) int64 in [0, num_classes).
+
+    Index PNGs (Cityscapes ``*_gtFine_labelIds.png``, palette-mode PNGs) are read as they are.
+    For Cityscapes models (``num_classes == 35``) an RGB image in the Cityscapes colours
+    (``*_gtFine_color.png``) is accepted too: every pixel gets the id of its nearest palette
+    colour. ``merge="cityscapes-color"`` (models trained on colour label maps) maps ids that share
+    a colour to one id (:data:`asapnet.data.cityscapes.COLOR_IDS`).
 
     Raises:
-        DataError: unreadable file, id out of range, missing instance map or size mismatch.
+        DataError: unreadable file, an RGB image that is not a Cityscapes colour map (e.g. a
+            photo), an id out of range (the message names the file).
     """
-    label = read_label(label_path)
+    try:
+        label = read_label(label_path)
+    except DataError as e:
+        if num_classes != NUM_LABEL_IDS or "RGB colour image" not in str(e):
+            raise
+        rgb = read_image(label_path)
+        label, far = colors_to_ids(rgb)
+        if far > 0.05:
+            raise DataError(f"{label_path}: is an RGB colour image, not a label map of class ids, nor a Cityscapes "
+                            f"colour label map ({far:.0%} of its pixels are far from every Cityscapes colour)") from None
     if label.max() >= num_classes or label.min() < 0:
         bad = int(label.max() if label.max() >= num_classes else label.min())
         raise DataError(f"{label_path}: label id {bad} out of range [0, {num_classes})")
+    if merge == "cityscapes-color":
+        label = COLOR_IDS[label]
+    return label
+
+
+def label_to_input(label_path: Path, num_classes: int, use_instance: bool,
+                   instance_path: Optional[Path] = None, merge: Optional[str] = None,
+                   log: Optional[Callable[[str], None]] = None) -> torch.Tensor:
+    """Read a label map (+ instance map) into a generator input (1, num_classes [+1], H, W),
+    float32 one-hot in {0, 1} (+ the instance-edge channel in {0, 1}).
+
+    A model with an instance-edge channel and no instance map gets the edges of the label map
+    itself (boundaries between classes), with one line through ``log``; without ``log`` that is
+    an error.
+
+    Raises:
+        DataError: unreadable file, id out of range, a missing instance map (without ``log``),
+            or a size mismatch.
+    """
+    label = read_label_ids(label_path, num_classes, merge)
     lab = torch.from_numpy(label)
     x = torch.zeros(1, num_classes, *lab.shape)
     x.scatter_(1, lab[None, None], 1.0)
     if use_instance:
         if instance_path is None:
-            raise DataError(f"{label_path}: this model needs an instance map and none was found "
-                            "(give --instance-dir, or place *_gtFine_instanceIds.png next to it)")
-        inst = read_label(instance_path)
-        if inst.shape != label.shape:
-            raise DataError(f"{instance_path}: size {inst.shape[1]}x{inst.shape[0]} does not match label map "
-                            f"{label_path} ({label.shape[1]}x{label.shape[0]})")
-        x = torch.cat([x, torch.from_numpy(instance_edges(inst))[None, None]], 1)
+            if log is None:
+                raise DataError(f"{label_path}: this model needs an instance map and none was found "
+                                "(give --instance-dir, or place *_gtFine_instanceIds.png next to it)")
+            log(f"warning: {label_path.name}: no instance map found; using the label boundaries as instance edges")
+            edges = instance_edges(label)
+        else:
+            inst = read_label(instance_path)
+            if inst.shape != label.shape:
+                raise DataError(f"{instance_path}: size {inst.shape[1]}x{inst.shape[0]} does not match label map "
+                                f"{label_path} ({label.shape[1]}x{label.shape[0]})")
+            edges = instance_edges(inst)
+        x = torch.cat([x, torch.from_numpy(edges)[None, None]], 1)
     return x
+
+
+#: How :func:`run_generator` reaches an input larger than the model's training size.
+MODES = ("auto", "pixelwise", "native", "bilinear")
+
+
+def upscale_factor(input_hw: Tuple[int, int], train_hw: Optional[Sequence[int]]) -> int:
+    """Power of two r >= 1 closest to input height / training height (1 without a training size)."""
+    if not train_hw:
+        return 1
+    ratio = input_hw[0] / float(train_hw[0])
+    return max(1, 2 ** int(round(math.log2(ratio)))) if ratio > 0 else 1
+
+
+@torch.no_grad()
+def run_generator(model: nn.Module, x: torch.Tensor, train_hw: Optional[Sequence[int]] = None,
+                  mode: str = "auto") -> torch.Tensor:
+    """Translate a one-hot input (N, C, H, W) into (N, 3, H, W) in [-1, 1] at the input's size.
+
+    ``train_hw`` is the (H, W) the model was trained at; r = :func:`upscale_factor`. Modes:
+
+    * ``pixelwise`` (``auto`` for ASAP-Net when r > 1): the LR stream at the training scale,
+      the per-pixel MLPs at full resolution with sub-pixel positional encoding
+      (:meth:`asapnet.models.asap.ASAPGenerator.forward_upscaled`): edges follow the
+      full-resolution labels;
+    * ``bilinear`` (``auto`` for other generators when r > 1): translate the input downsampled
+      by r (nearest) and upsample the output bilinearly;
+    * ``native``: run the model on the input as it is (the model sees objects r times larger
+      than in training).
+
+    Raises:
+        ValueError: unknown mode, or ``pixelwise`` for a generator other than ASAP-Net.
+    """
+    from .models.asap import ASAPGenerator
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    r = upscale_factor(tuple(x.shape[-2:]), train_hw)
+    is_asap = isinstance(model, ASAPGenerator)
+    if mode == "auto":
+        mode = "native" if r == 1 else ("pixelwise" if is_asap else "bilinear")
+    if mode == "pixelwise":
+        if not is_asap:
+            raise ValueError("mode 'pixelwise' needs an ASAP-Net generator")
+        return model.forward_upscaled(x, r)
+    if mode == "bilinear" and r > 1:
+        H, W = x.shape[-2:]
+        small = F.interpolate(x, size=(max(1, round(H / r)), max(1, round(W / r))), mode="nearest-exact")
+        return F.interpolate(model(small), size=(H, W), mode="bilinear", align_corners=False).clamp(-1, 1)
+    return model(x)
+
+
+def model_train_size(meta: Dict) -> Optional[Tuple[int, int]]:
+    """(H, W) a generator was trained at, from its metadata (``train_size`` or the training
+    config's ``load_size``); ``None`` if unknown."""
+    for cand in (meta.get("train_size"), (meta.get("train") or {}).get("load_size")):
+        if cand:
+            return int(cand[0]), int(cand[1])
+    return None
 
 
 def save_rgb(y: torch.Tensor, path: Path) -> None:
@@ -95,8 +198,9 @@ def check_output_names(inputs: List[Path], out_dir: Path) -> None:
 @torch.no_grad()
 def translate_files(model: nn.Module, meta: Dict, inputs: Iterable[Path], out_dir: Path,
                     instance_dir: Optional[Path] = None, on_error: str = "stop",
-                    log: Callable[[str], None] = print) -> List[Tuple[Path, float]]:
-    """Translate label-map files into photos written to ``out_dir/<stem>.png``.
+                    log: Callable[[str], None] = print, mode: str = "auto") -> List[Tuple[Path, float]]:
+    """Translate label-map files into photos written to ``out_dir/<stem>.png``, at the label
+    maps' own size (``mode``: see :func:`run_generator`).
 
     Returns:
         [(output path, milliseconds of the forward pass)] for the files translated.
@@ -113,14 +217,15 @@ def translate_files(model: nn.Module, meta: Dict, inputs: Iterable[Path], out_di
     for path in inputs:
         try:
             x = label_to_input(path, num_classes, use_instance,
-                               find_instance_map(path, instance_dir) if use_instance else None)
+                               find_instance_map(path, instance_dir) if use_instance else None,
+                               merge=meta.get("label_ids"), log=log)
         except DataError as e:
             if on_error == "skip":
                 log(f"skipped {e}")
                 continue
             raise
         t = time.perf_counter()
-        y = model(x)
+        y = run_generator(model, x, model_train_size(meta), mode)
         ms = (time.perf_counter() - t) * 1000
         out = Path(out_dir) / output_name(path)
         save_rgb(y[0], out)
