@@ -54,6 +54,8 @@ def main() -> None:
     ap.add_argument("--continues-ref", default=None,
                     help="how a reader gets that file, e.g. 'git show <commit>:src/asapnet/weights/<name>.safetensors'")
     ap.add_argument("--note", default="", help="what this run did, appended to the previous note under --continues")
+    ap.add_argument("--meta", action="append", default=[], metavar="KEY=JSON",
+                    help="add or replace a metadata entry, e.g. --meta 'train_size=[256, 512]' (repeatable)")
     a = ap.parse_args()
     if a.continues and not a.continues_ref:
         ap.error("--continues needs --continues-ref (how to get the previous file once it is overwritten)")
@@ -69,6 +71,9 @@ def main() -> None:
                  "train": train_meta.get("train"), "discriminator": train_meta.get("discriminator")})
     if a.note:
         meta["note"] = a.note
+    for kv in a.meta:
+        key, _, value = kv.partition("=")
+        meta[key] = json.loads(value)
     if a.continues:
         _, prev = load_tensors(a.continues)
         meta.update(chain_metadata(prev, meta, ref=a.continues_ref, command=a.command, note=a.note,

@@ -128,10 +128,14 @@ def test_upload_label_and_instance(server):
     assert _decode(r["output"]).size == (72, 40) and (r["width"], r["height"]) == (72, 40)
 
 
+def test_upload_without_instance_map_uses_label_edges_with_a_warning(server):
+    code, r = _post(server, json.dumps({"label": _file("a.png", _png_bytes(np.full((8, 8), 7, np.uint8)))}).encode())
+    assert code == 200 and "label boundaries" in r["warning"] and "/tmp" not in r["warning"], r
+
+
 @pytest.mark.parametrize("body, code, message", [
     ({"label": _file("broken.png", b"\x89PNG\r\n\x1a\n...")}, 400, "broken.png: cannot read image"),
     ({"label": _file("x.png", b""), "instance": _file("y.png", b"")}, 400, "x.png: empty file"),
-    ({"label": _file("a.png", _png_bytes(np.full((8, 8), 7, np.uint8)))}, 400, "a.png: this model needs an instance map"),
     ({"label": _file("ids.png", _png_bytes(np.full((8, 8), 99, np.uint8))), "instance": _file("i.png", _png_bytes(np.zeros((8, 8), np.uint8)))},
      400, r"ids.png: label id 99 out of range [0, 35)"),
     ({"label": _file("../../etc/passwd", b"root:x:0:0")}, 400, "passwd: cannot read image"),

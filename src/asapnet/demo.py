@@ -39,9 +39,9 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from .data.io import DataError, read_label
+from .data.io import DataError
 from .models.inference import prepare_for_inference
-from .translate import find_instance_map, label_to_input
+from .translate import find_instance_map, label_to_input, model_train_size, run_generator
 
 #: Colours of the 35 Cityscapes label ids (cityscapesScripts ``labels.py``), for the input preview.
 CITYSCAPES_COLORS = [
@@ -129,28 +129,34 @@ class DemoApp:
 
         Returns:
             {"output", "input": PNG data URLs (translation, colourised labels), "width", "height",
-            "ms": forward-pass milliseconds}.
+            "ms": forward-pass milliseconds, "warning" (only when a model with an instance-edge
+            channel got no instance map: the label boundaries are used)}.
 
         Raises:
-            DataError: unreadable file, ids out of range, size mismatch, missing instance map, or
-                more than ``cfg.max_pixels`` pixels (the message names the file).
+            DataError: unreadable file, ids out of range, size mismatch, or more than
+                ``cfg.max_pixels`` pixels (the message names the file).
         """
         try:
             with Image.open(label) as im:
                 w, h = im.size
         except Exception:
-            w = h = 0  # read_label below gives the precise error
+            w = h = 0  # label_to_input below gives the precise error
         if w * h > self.cfg.max_pixels:
             raise DataError(f"{label}: {w}x{h} is larger than this demo accepts ({self.cfg.max_pixels} pixels)")
-        x = label_to_input(label, self.num_classes, self.use_instance, instance if self.use_instance else None)
+        warnings: List[str] = []
+        x = label_to_input(label, self.num_classes, self.use_instance, instance if self.use_instance else None,
+                           merge=self.meta.get("label_ids"), log=warnings.append)
         with self._lock, torch.no_grad():
             t = time.perf_counter()
-            y = self.model(x)
+            y = run_generator(self.model, x, model_train_size(self.meta))
             ms = (time.perf_counter() - t) * 1000
         out = ((y[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-        ids = read_label(label)  # already validated by label_to_input; cheaper than an argmax
-        return {"output": _data_url(out), "input": _data_url(self.colors[ids]), "width": int(out.shape[1]),
-                "height": int(out.shape[0]), "ms": round(ms, 1)}
+        ids = x[0, :self.num_classes].argmax(0).numpy()
+        res = {"output": _data_url(out), "input": _data_url(self.colors[ids]), "width": int(out.shape[1]),
+               "height": int(out.shape[0]), "ms": round(ms, 1)}
+        if warnings:
+            res["warning"] = " ".join(w.split(": ", 2)[-1] for w in warnings)  # no server paths
+        return res
 
     def translate_example(self, name: str) -> Dict:
         """Translate the example ``name`` (one of :meth:`examples`). Raises KeyError if unknown."""
@@ -172,9 +178,6 @@ class DemoApp:
                 p.write_bytes(item[1])
                 paths.append(p)
             try:
-                if self.use_instance and paths[1] is None:
-                    read_label(paths[0])  # a bad label map is reported first
-                    raise DataError(f"{paths[0]}: this model needs an instance map; upload one too")
                 return self.translate_files(paths[0], paths[1])
             except DataError as e:
                 raise DataError(re.sub(re.escape(tmp) + r"/\d/", "", str(e))) from None
