@@ -35,7 +35,12 @@ GENERATOR_FILE = "generator.safetensors"
 
 
 def label_colors(n: int) -> torch.Tensor:
-    """A fixed colour per class id (n, 3) in [-1, 1] for visualising label maps."""
+    """A fixed colour per class id (n, 3) in [-1, 1] for visualising label maps: the Cityscapes
+    palette for its 35 label ids, the CMP palette for the 12 Facades classes, else random."""
+    from .data import cityscapes, facades
+    for pal in (cityscapes.PALETTE, facades.PALETTE):
+        if len(pal) == n:
+            return torch.from_numpy(pal).float() / 127.5 - 1
     g = torch.Generator().manual_seed(12345)
     return torch.rand(n, 3, generator=g) * 2 - 1
 
