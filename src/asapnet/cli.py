@@ -3,7 +3,7 @@
     asapnet train [--task translate|denoise|deblur|segment] ...
     asapnet translate LABEL.png... -o OUTDIR [--checkpoint PATH]
     asapnet evaluate --task translate|denoise|deblur ...
-    asapnet bench | denoise | deblur | export | demo | study ...
+    asapnet bench | denoise | deblur | export | convert | demo | study ...
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from .denoise import add_denoise_parser, add_train_denoise_args, cmd_denoise, cm
     cmd_train_denoise, parse_sigmas
 from .evaluate import add_evaluate_translate_args, cmd_evaluate_translate
 from .export import add_export_parser, cmd_export
+from .convert import add_convert_parser, cmd_convert
 from .losses import PretrainedWeightsUnavailable
 from .segment import add_train_segment_args, cmd_train_segment
 from .study import add_study_parser, cmd_study
@@ -262,7 +263,7 @@ def _add_evaluate(sub) -> None:
                                         "denoise (PSNR/SSIM per sigma) or deblur (PSNR/SSIM)")
     p.add_argument("--task", choices=["translate", "denoise", "deblur"], default="translate")
     p.add_argument("--checkpoint", nargs="+", default=None, metavar="[NAME=]PATH",
-                   help="checkpoint(s); translate/denoise take one (translate default: the shipped model)")
+                   help="checkpoint(s); denoise takes one (translate: several are scored side by side; default: the shipped model)")
     p.add_argument("--data", nargs="*", default=None, help="data folder(s)")
     p.add_argument("--data-root", default=None, help="default $ASAPNET_DATA or ../shared/data")
     p.add_argument("--metrics", default=None, help="translate: comma-separated metrics")
@@ -280,6 +281,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         if not a.checkpoint:
             raise ValueError("evaluate --task deblur needs --checkpoint")
         return cmd_evaluate_deblur(a)
+    if a.task == "translate":
+        return cmd_evaluate_translate(a)  # takes [NAME=]PATH lists and checks --data itself
     if a.checkpoint and len(a.checkpoint) > 1:
         raise ValueError(f"evaluate --task {a.task} takes one --checkpoint")
     if a.data and len(a.data) > 1 and a.task == "translate":
@@ -306,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_denoise_parser(sub)
     add_deblur_parser(sub)
     add_export_parser(sub)
+    add_convert_parser(sub)
     add_demo_parser(sub)
     add_study_parser(sub)
     return ap
@@ -313,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"train": cmd_train, "translate": cmd_translate, "bench": cmd_bench, "evaluate": cmd_evaluate,
             "denoise": cmd_denoise, "deblur": cmd_deblur, "export": cmd_export, "demo": cmd_demo, "study": cmd_study}
+COMMANDS["convert"] = cmd_convert
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -8,10 +8,16 @@ the real photos and label maps at hand. Absolute scores are therefore far below 
 *gap between generated photos and the real-photo ceiling* measured with the same network is the
 meaningful number.
 
-Images are float (N, 3, H, W) in [-1, 1]; label maps are Cityscapes label ids (N, H, W) int64 and
-are mapped to the 19 train ids (255 = ignored) with :func:`asapnet.metrics.segmentation.to_train_ids`.
-Everything is evaluated at the segmenter's ``size`` (H, W) = 256x512 by default: images are resized
-bilinearly (antialiased), label maps with nearest neighbour.
+Images are float (N, 3, H, W) in [-1, 1]; label maps are the label ids of the segmenter's dataset
+(N, H, W) int64. Cityscapes label ids are mapped to the 19 train ids (255 = ignored) with
+:func:`asapnet.metrics.segmentation.to_train_ids`; CMP Facades ids 0..11 are used as they are
+(:func:`segmentation_targets`). Everything is evaluated at the segmenter's ``size`` (H, W) = 256x512
+by default: images are resized bilinearly (antialiased), label maps with nearest neighbour.
+
+Training data (``asapnet train --task segment --dataset ...``): ``cityscapes`` (the
+``cityscapes_samples`` layout, default), ``cityscapes-pix2pix`` (the 2975 photos of
+``cityscapes_pix2pix/train``, validation on the first ``--holdout`` photos of ``val``) or
+``facades`` (``facades_cmp/train``, validation on ``test``).
 
 Checkpoints: ``segmenter.safetensors`` (weights, config in its metadata) + ``segmenter.safetensors.json``.
 """
@@ -39,6 +45,42 @@ from .metrics.segmentation import (CITYSCAPES_TRAIN_CLASSES, IGNORE_INDEX, SegSc
 
 SEGMENTER_FILE = "segmenter.safetensors"
 ARCHITECTURES = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "fcn_resnet50")
+#: Datasets a segmenter can be trained on / scores; the Cityscapes layouts share the 19 train classes.
+SEGMENT_DATASETS = ("cityscapes", "cityscapes-pix2pix", "facades")
+#: At most this many training photos (evenly spaced) re-estimate the BatchNorm statistics at the end.
+BN_RECALIBRATION_IMAGES = 256
+
+
+def segmentation_classes(dataset: str) -> List[str]:
+    """Names of the classes a segmenter of ``dataset`` predicts (19 Cityscapes train classes or the
+    12 CMP Facades classes).
+
+    Raises:
+        ValueError: an unknown dataset name.
+    """
+    if dataset in ("cityscapes", "cityscapes-pix2pix"):
+        return list(CITYSCAPES_TRAIN_CLASSES)
+    if dataset == "facades":
+        from .data.facades import FACADES_CLASSES
+        return list(FACADES_CLASSES)
+    raise ValueError(f"unknown segmentation dataset {dataset!r}; choose from {SEGMENT_DATASETS}")
+
+
+def segmentation_targets(label_ids: torch.Tensor, dataset: str = "cityscapes") -> torch.Tensor:
+    """Label ids (any shape) of ``dataset`` -> the segmenter's class ids (same shape, int64, 255 ignored):
+    Cityscapes label ids -> train ids; Facades ids 0..11 unchanged.
+
+    Raises:
+        ValueError: an unknown dataset, or ids out of range (see :func:`to_train_ids`).
+    """
+    if dataset in ("cityscapes", "cityscapes-pix2pix"):
+        return to_train_ids(label_ids)
+    if dataset == "facades":
+        t = torch.as_tensor(label_ids).long()
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= len(segmentation_classes(dataset))):
+            raise ValueError(f"Facades label ids must lie in [0, 12), got [{int(t.min())}, {int(t.max())}]")
+        return t
+    raise ValueError(f"unknown segmentation dataset {dataset!r}; choose from {SEGMENT_DATASETS}")
 
 
 @dataclass
@@ -48,7 +90,7 @@ class SegmenterConfig:
     Attributes:
         arch: torchvision segmentation builder (one of :data:`ARCHITECTURES`), built with
             ``weights=None, weights_backbone=None`` (no download).
-        num_classes: output classes (19 Cityscapes train classes).
+        num_classes: output classes (19 Cityscapes train classes; 12 for CMP Facades).
         size: (H, W) in pixels at which images are segmented (training and evaluation).
         crop: (H, W) random training crop taken after random rescaling; ``None`` = whole image.
         scale_range: random rescaling factors (min, max) applied before cropping.
@@ -99,12 +141,25 @@ def build_segmenter(cfg: SegmenterConfig) -> nn.Module:
 class Segmenter:
     """A trained segmentation network with its config.
 
-    ``predict(images)`` takes float (N, 3, H, W) in [-1, 1] at any size and returns train ids
-    (N, h, w) int64 at ``cfg.size`` = (h, w).
+    ``predict(images)`` takes float (N, 3, H, W) in [-1, 1] at any size and returns class ids
+    (N, h, w) int64 at ``cfg.size`` = (h, w). ``dataset`` (from ``meta``, default ``"cityscapes"``)
+    names the label ids it is scored against (see :func:`segmentation_targets`).
     """
 
     def __init__(self, model: nn.Module, cfg: SegmenterConfig, meta: Optional[Dict[str, Any]] = None):
         self.model, self.cfg, self.meta = model.eval(), cfg, dict(meta or {})
+
+    @property
+    def dataset(self) -> str:
+        return str(self.meta.get("dataset", "cityscapes"))
+
+    @property
+    def class_names(self) -> List[str]:
+        return segmentation_classes(self.dataset)
+
+    def targets(self, label_ids: torch.Tensor) -> torch.Tensor:
+        """Label ids (N, H, W) of the segmenter's dataset -> class ids (N, h, w) at ``cfg.size``."""
+        return segmentation_targets(resize_labels(label_ids, self.cfg.size), self.dataset)
 
     @torch.no_grad()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
@@ -117,7 +172,7 @@ class Segmenter:
 
     def save(self, path: str | Path) -> None:
         """Write ``path`` (safetensors, config in its metadata) and ``path.json``."""
-        meta = {"kind": "segmenter", "config": self.cfg.to_dict(), "class_names": CITYSCAPES_TRAIN_CLASSES,
+        meta = {"kind": "segmenter", "config": self.cfg.to_dict(), "class_names": self.class_names,
                 **self.meta}
         save_tensors(path, self.model.state_dict(), meta)
         _atomic_write(Path(str(path) + ".json"),
@@ -211,11 +266,60 @@ def load_pairs(pairs: List[Pair], size: Tuple[int, int]) -> Tuple[torch.Tensor, 
     return torch.stack(imgs), torch.stack(labs)
 
 
+def as_float_images(images: torch.Tensor) -> torch.Tensor:
+    """Photos (N, 3, H, W) as uint8 0-255 or float in [-1, 1] -> float32 in [-1, 1]."""
+    if images.dtype == torch.uint8:
+        return images.float().div(127.5).sub(1.0)
+    return images.float()
+
+
+def load_split(dataset: str, folder: str | Path, size: Tuple[int, int], limit: Optional[int] = None,
+               log: Callable[[str], None] = lambda s: None) -> Tuple[torch.Tensor, torch.Tensor, List[str]]:
+    """The real photos and segmentation targets of a ``cityscapes-pix2pix`` or ``facades`` split.
+
+    Photos are kept as uint8 (2975 Cityscapes photos at 256x512: 1.2 GB instead of 4.7 GB as float).
+
+    Args:
+        dataset: ``"cityscapes-pix2pix"`` (:class:`asapnet.data.cityscapes.Pix2PixCityscapes`) or
+            ``"facades"`` (:class:`asapnet.data.facades.FacadesCMP`).
+        folder: the split folder (e.g. ``cityscapes_pix2pix/train``).
+        size: (H, W) the photos and label maps are resized to.
+        limit: only the first ``limit`` files.
+
+    Returns:
+        (photos (N, 3, H, W) uint8, targets (N, H, W) uint8 class ids with 255 ignored, names).
+
+    Raises:
+        ValueError: another dataset name. DataError: missing folder or unreadable file.
+    """
+    if dataset == "cityscapes-pix2pix":
+        from .data.cityscapes import Pix2PixCityscapes
+        ds = Pix2PixCityscapes(folder, size=size, limit=limit, cache=False)
+    elif dataset == "facades":
+        from .data.facades import FacadesCMP
+        ds = FacadesCMP(folder, size=size, limit=limit, cache=False)
+    else:
+        raise ValueError(f"load_split reads 'cityscapes-pix2pix' or 'facades', got {dataset!r}")
+    n = len(ds)
+    images = torch.empty(n, 3, *size, dtype=torch.uint8)
+    targets = torch.empty(n, *size, dtype=torch.uint8)
+    names = []
+    for i in range(n):
+        it = ds[i]
+        images[i] = ((it["target"] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        targets[i] = segmentation_targets(it["label"], dataset).to(torch.uint8)
+        names.append(it["name"])
+        if (i + 1) % 500 == 0 or i + 1 == n:
+            log(f"loaded {i + 1}/{n} photos of {folder}")
+    return images, targets, names
+
+
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, images: torch.Tensor, batch_size: int = 2) -> None:
     """Re-estimate the BatchNorm running statistics as exact averages over ``images`` (and their
-    mirror images), float (N, 3, H, W) in [-1, 1]. torchvision's MobileNetV3 uses BN momentum 0.01,
-    so after a short training run its running statistics still lag far behind the weights."""
+    mirror images), (N, 3, H, W) float in [-1, 1] or uint8. torchvision's MobileNetV3 uses BN
+    momentum 0.01, so after a short training run its running statistics still lag far behind the
+    weights."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return
@@ -224,9 +328,9 @@ def recalibrate_bn(model: nn.Module, images: torch.Tensor, batch_size: int = 2) 
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average
     model.train()
-    data = torch.cat([images, images.flip(-1)])
-    for i in range(0, len(data), batch_size):
-        model(data[i:i + batch_size])
+    for i in range(0, len(images), batch_size):
+        x = as_float_images(images[i:i + batch_size])
+        model(torch.cat([x, x.flip(-1)]))
     for m, mom in zip(bns, saved):
         m.momentum = mom
     model.eval()
@@ -235,16 +339,41 @@ def recalibrate_bn(model: nn.Module, images: torch.Tensor, batch_size: int = 2) 
 def train_segmenter(pairs: List[Pair], cfg: SegmenterConfig, out_dir: str | Path,
                     val_pairs: Optional[List[Pair]] = None, log: Callable[[str], None] = print,
                     log_every: int = 50) -> Segmenter:
-    """Train ``cfg.arch`` from scratch on the real photos / label maps of ``pairs``.
-
-    Cross-entropy on the 19 train ids (255 ignored), AdamW, polynomial decay; at the end the
-    BatchNorm statistics are re-estimated on the training photos (:func:`recalibrate_bn`). Writes
-    ``out_dir/segmenter.safetensors`` (+ ``.json``) at the end and ``out_dir/log.jsonl`` (loss,
-    and mIoU / pixel accuracy on ``val_pairs`` every ``log_every`` steps when given).
+    """Train ``cfg.arch`` from scratch on the real photos / Cityscapes label maps of ``pairs``
+    (see :func:`fit_segmenter`).
 
     Raises:
         DataError: see :func:`load_pairs`.
     """
+    images, labels = load_pairs(pairs, cfg.size)
+    val = load_pairs(val_pairs, cfg.size) if val_pairs else None
+    meta = {"dataset": "cityscapes", "train_pairs": [p.name for p in pairs],
+            "val_pairs": [p.name for p in val_pairs or []]}
+    return fit_segmenter(images, labels, cfg, out_dir, val, meta, log, log_every)
+
+
+def fit_segmenter(images: torch.Tensor, targets: torch.Tensor, cfg: SegmenterConfig, out_dir: str | Path,
+                  val: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, meta: Optional[Dict[str, Any]] = None,
+                  log: Callable[[str], None] = print, log_every: int = 50) -> Segmenter:
+    """Train ``cfg.arch`` from scratch on photos and their segmentation targets.
+
+    Cross-entropy on the ``cfg.num_classes`` classes (255 ignored), AdamW, polynomial decay; at
+    the end the BatchNorm statistics are re-estimated on at most
+    :data:`BN_RECALIBRATION_IMAGES` training photos, evenly spaced (:func:`recalibrate_bn`). Writes
+    ``out_dir/segmenter.safetensors`` (+ ``.json``) at the end and ``out_dir/log.jsonl`` (loss,
+    seconds, and mIoU / pixel accuracy on ``val`` every ``log_every`` steps when given).
+
+    Args:
+        images: (N, 3, H, W) uint8 or float in [-1, 1], at ``cfg.size``.
+        targets: (N, H, W) integer class ids in [0, cfg.num_classes) or 255, at ``cfg.size``.
+        val: (photos, targets) of the same kinds, scored during training.
+        meta: stored in the checkpoint (``dataset`` names the label ids, see :class:`Segmenter`).
+
+    Raises:
+        ValueError: images and targets of different counts or sizes.
+    """
+    if images.shape[0] != targets.shape[0] or images.shape[-2:] != targets.shape[-2:]:
+        raise ValueError(f"images {tuple(images.shape)} and targets {tuple(targets.shape)} do not match")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     random.seed(cfg.seed)
@@ -252,20 +381,19 @@ def train_segmenter(pairs: List[Pair], cfg: SegmenterConfig, out_dir: str | Path
     torch.manual_seed(cfg.seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    images, labels = load_pairs(pairs, cfg.size)
-    val = load_pairs(val_pairs, cfg.size) if val_pairs else None
+    if val is not None:
+        val = (as_float_images(val[0]), val[1].long())
     model = build_segmenter(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (1 - s / cfg.steps) ** 0.9)
-    seg = Segmenter(model, cfg, {"train_pairs": [p.name for p in pairs],
-                                 "val_pairs": [p.name for p in val_pairs or []]})
+    seg = Segmenter(model, cfg, dict(meta or {}))
     t0 = time.time()
     logf = open(out / "log.jsonl", "w")
     try:
         for step in range(1, cfg.steps + 1):
             model.train()
             idx = [random.randrange(len(images)) for _ in range(cfg.batch_size)]
-            batch = [_augment(images[i], labels[i], cfg) for i in idx]
+            batch = [_augment(as_float_images(images[i:i + 1])[0], targets[i].long(), cfg) for i in idx]
             x = torch.stack([b[0] for b in batch])
             y = torch.stack([b[1] for b in batch])
             loss = F.cross_entropy(model(x)["out"], y, ignore_index=IGNORE_INDEX)
@@ -284,8 +412,9 @@ def train_segmenter(pairs: List[Pair], cfg: SegmenterConfig, out_dir: str | Path
                 log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
     finally:
         logf.close()
-    recalibrate_bn(model, images)
-    seg.meta["steps"] = cfg.steps
+    n_bn = min(len(images), BN_RECALIBRATION_IMAGES)
+    recalibrate_bn(model, images[torch.linspace(0, len(images) - 1, n_bn).round().long()])
+    seg.meta.update(steps=cfg.steps, train_seconds=round(time.time() - t0, 1))
     seg.save(out / SEGMENTER_FILE)
     return seg
 
@@ -295,9 +424,11 @@ def train_segmenter(pairs: List[Pair], cfg: SegmenterConfig, out_dir: str | Path
 # ---------------------------------------------------------------------------------------------
 
 
-def score_predictions(pred: torch.Tensor, train_ids: torch.Tensor, num_classes: int = 19) -> SegScore:
-    """Scores of predicted train ids against target train ids (same shape, 255 ignored)."""
-    names = CITYSCAPES_TRAIN_CLASSES if num_classes == len(CITYSCAPES_TRAIN_CLASSES) else None
+def score_predictions(pred: torch.Tensor, train_ids: torch.Tensor, num_classes: int = 19,
+                      class_names: Optional[List[str]] = None) -> SegScore:
+    """Scores of predicted class ids against target class ids (same shape, 255 ignored); class
+    names default to the Cityscapes train classes when ``num_classes`` is 19."""
+    names = class_names or (CITYSCAPES_TRAIN_CLASSES if num_classes == len(CITYSCAPES_TRAIN_CLASSES) else None)
     return scores_from_confusion(confusion_matrix(pred, train_ids, num_classes), names)
 
 
@@ -306,17 +437,18 @@ def segscore(images: torch.Tensor, label_ids: torch.Tensor, segmenter: Segmenter
 
     Args:
         images: (N, 3, H, W) float in [-1, 1] (generated or real photos), any size.
-        label_ids: (N, H', W') int64 Cityscapes label ids (0..33) of the *input* label maps.
+        label_ids: (N, H', W') int64 label ids of the *input* label maps, of the segmenter's dataset
+            (Cityscapes label ids 0..33, or Facades ids 0..11).
         segmenter: see :func:`load_segmenter`.
 
     Returns:
-        mIoU, pixel accuracy and per-class IoU over the 19 train classes, pooled over the N images,
-        computed at ``segmenter.cfg.size``.
+        mIoU, pixel accuracy and per-class IoU over the segmenter's classes (19 Cityscapes train
+        classes), pooled over the N images, computed at ``segmenter.cfg.size``.
     """
     if images.shape[0] != label_ids.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {label_ids.shape[0]} label maps")
-    target = to_train_ids(resize_labels(label_ids, segmenter.cfg.size))
-    return score_predictions(segmenter.predict(images, batch_size), target, segmenter.cfg.num_classes)
+    return score_predictions(segmenter.predict(images, batch_size), segmenter.targets(label_ids),
+                             segmenter.cfg.num_classes, segmenter.class_names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,36 +458,65 @@ def segscore(images: torch.Tensor, label_ids: torch.Tensor, segmenter: Segmenter
 
 def add_train_segment_args(p: argparse.ArgumentParser) -> None:
     """Options only ``asapnet train --task segment`` uses (the rest are shared with ``train``:
-    --data-root --data --holdout --steps --batch-size --crop --load-size --out --threads --seed --quiet)."""
+    --dataset --data-root --data --holdout --steps --batch-size --crop --load-size --out --threads
+    --seed --quiet)."""
     p.add_argument("--seg-arch", default="lraspp_mobilenet_v3_large", choices=ARCHITECTURES,
                    help="segmentation architecture (--task segment)")
     p.add_argument("--seg-lr", type=float, default=1e-3, help="AdamW learning rate (--task segment)")
+    p.add_argument("--seg-limit", type=int, default=None,
+                   help="train on the first N photos only (--task segment --dataset cityscapes-pix2pix|facades)")
+
+
+#: (default folder under the data root, validation split) of the split datasets.
+_SPLIT_DATASETS = {"cityscapes-pix2pix": ("cityscapes_pix2pix", "val"), "facades": ("facades_cmp", "test")}
 
 
 def cmd_train_segment(a: argparse.Namespace) -> int:
-    """``asapnet train --task segment``: train the segmentation-score network on the real pairs.
+    """``asapnet train --task segment``: train the segmentation-score network on real photos.
 
-    Uses ``--load-size`` as the segmenter's working size (default 256x512), ``--crop`` as the
-    training crop (``none`` = whole image) and ``--holdout K`` to keep the last K pairs for
-    validation (they are not trained on, so the real-photo ceiling on them is honest).
+    ``--dataset cityscapes`` (default): the pairs of ``<data>/train_*`` (``cityscapes_samples``
+    layout), ``--holdout K`` keeps the last K pairs for validation. ``--dataset cityscapes-pix2pix``
+    / ``facades``: every photo of ``<data>/train`` (default ``<data-root>/cityscapes_pix2pix`` /
+    ``facades_cmp``), ``--holdout K`` validates on the first K photos of ``<data>/val`` / ``test``
+    (never trained on), ``--seg-limit N`` trains on the first N photos only. ``--load-size`` is the segmenter's working size (default 256x512;
+    256x256 for facades), ``--crop`` the training crop (``none`` = whole image).
+
+    Raises:
+        DataError: missing data, or a holdout that leaves nothing to train on.
+        ValueError: a dataset a segmenter cannot be trained on.
     """
     from .data.datasets import cityscapes_pairs, data_root
     from .data.io import DataError
 
-    pairs = cityscapes_pairs(getattr(a, "data", None) or data_root(getattr(a, "data_root", None)) / "cityscapes_samples",
-                             "train")
-    k = int(getattr(a, "holdout", 0) or 0)
-    if k >= len(pairs):
-        raise DataError(f"--holdout {k} leaves no training pairs (dataset has {len(pairs)})")
-    size = getattr(a, "load_size", None) or (256, 512)
+    dataset = getattr(a, "dataset", None) or "cityscapes"
+    if dataset not in SEGMENT_DATASETS:
+        raise ValueError(f"train --task segment supports --dataset {', '.join(SEGMENT_DATASETS)}; got {dataset!r}")
+    default_size = (256, 256) if dataset == "facades" else (256, 512)
+    size = tuple(getattr(a, "load_size", None) or default_size)
     crop = getattr(a, "crop", None)
     if crop is not None and (crop[0] > size[0] or crop[1] > size[1]):
         crop = (min(crop[0], size[0]), min(crop[1], size[1]))
     cfg = SegmenterConfig(arch=getattr(a, "seg_arch", "lraspp_mobilenet_v3_large"), size=size, crop=crop,
+                          num_classes=len(segmentation_classes(dataset)),
                           steps=a.steps, batch_size=a.batch_size, lr=getattr(a, "seg_lr", 1e-3),
                           seed=getattr(a, "seed", 0), num_threads=getattr(a, "threads", None))
     log = (lambda s: None) if getattr(a, "quiet", False) else print
-    train_pairs, val_pairs = pairs[: len(pairs) - k], pairs[len(pairs) - k:]
-    train_segmenter(train_pairs, cfg, a.out, val_pairs or None, log=log)
+    k = int(getattr(a, "holdout", 0) or 0)
+    if dataset == "cityscapes":
+        pairs = cityscapes_pairs(getattr(a, "data", None) or data_root(getattr(a, "data_root", None))
+                                 / "cityscapes_samples", "train")
+        if k >= len(pairs):
+            raise DataError(f"--holdout {k} leaves no training pairs (dataset has {len(pairs)})")
+        train_pairs, val_pairs = pairs[: len(pairs) - k], pairs[len(pairs) - k:]
+        train_segmenter(train_pairs, cfg, a.out, val_pairs or None, log=log)
+    else:
+        name, val_split = _SPLIT_DATASETS[dataset]
+        root = Path(getattr(a, "data", None) or data_root(getattr(a, "data_root", None)) / name)
+        limit = getattr(a, "seg_limit", None)
+        images, targets, names = load_split(dataset, root / "train", size, limit=limit, log=log)
+        val = load_split(dataset, root / val_split, size, limit=k)[:2] if k else None
+        meta = {"dataset": dataset, "train_data": str(root / "train"), "train_images": len(names),
+                "val_data": str(root / val_split) if k else None, "val_images": k}
+        fit_segmenter(images, targets, cfg, a.out, val, meta, log=log)
     print(f"done: {Path(a.out) / SEGMENTER_FILE}")
     return 0
