@@ -4,6 +4,8 @@ Manipulation with Conditional GANs", CVPR 2018, §3.2, Fig. 3), a baseline of th
 Faithful to ``GlobalGenerator`` of the reference code (NVIDIA/pix2pixHD ``models/networks.py``)
 with its Cityscapes defaults ``--netG global --ngf 64 --n_downsample_global 4
 --n_blocks_global 9 --norm instance``: 182.5 M parameters with 35 labels + 1 instance-edge channel.
+``n_local_enhancers > 0`` adds the reference's ``LocalEnhancer`` (``--netG local``), the
+architecture of the released Cityscapes 1024x2048 model.
 """
 from __future__ import annotations
 
@@ -55,47 +57,78 @@ class ResnetBlock(nn.Module):
 
 
 class Pix2PixHDGenerator(nn.Module):
-    """pix2pixHD global generator: encoder, residual blocks at 1/2^n resolution, decoder.
+    """pix2pixHD generator: the global generator G1, optionally inside local enhancers G2.
 
-    reflect-pad 3, 7x7 conv (ngf) -> ``n_downsampling`` x [3x3 stride-2 conv, doubling width]
-    -> ``n_blocks`` :class:`ResnetBlock` at ngf * 2^n -> ``n_downsampling`` x [3x3 stride-2
-    transposed conv, halving width] -> reflect-pad 3, 7x7 conv -> tanh. Every conv but the last
-    is followed by instance norm (no affine) and ReLU.
+    G1 (``n_local_enhancers = 0``, the default): reflect-pad 3, 7x7 conv (ngf) ->
+    ``n_downsampling`` x [3x3 stride-2 conv, doubling width] -> ``n_blocks`` :class:`ResnetBlock`
+    at ngf * 2^n -> ``n_downsampling`` x [3x3 stride-2 transposed conv, halving width] ->
+    reflect-pad 3, 7x7 conv -> tanh. Every conv but the last is followed by instance norm (no
+    affine) and ReLU.
+
+    With ``n_local_enhancers = L > 0`` (the reference's ``--netG local``, pix2pixHD §3.2): G1 of
+    width ngf * 2^L without its output conv runs on the input average-pooled L times (3x3, stride
+    2); enhancer k = 1..L (width ngf * 2^(L-k)) adds its front end ``model{k}_1`` (7x7 conv, 3x3
+    stride-2 conv) of the input pooled L-k times to the previous output and runs ``model{k}_2``
+    (``n_blocks_local`` residual blocks, a transposed conv; the last enhancer ends with the 7x7
+    conv and tanh). Module names are the reference's, so its state dicts load as they are.
 
     Input: (N, in_channels, H, W) float, e.g. one-hot labels + instance edges in {0, 1}. Any H, W:
-    the input is replicate-padded to multiples of 2^n_downsampling and the output cropped back.
-    Output: (N, out_channels, H, W) in [-1, 1].
+    the input is replicate-padded to multiples of 2^(n_downsampling + L) and the output cropped
+    back. Output: (N, out_channels, H, W) in [-1, 1].
 
     Raises:
-        ValueError: non-4D input or wrong channel count.
+        ValueError: non-4D input or wrong channel count; negative ``n_local_enhancers``.
     """
 
     def __init__(self, in_channels: int = CITYSCAPES_NUM_CLASSES + 1, out_channels: int = 3, ngf: int = 64,
-                 n_downsampling: int = 4, n_blocks: int = 9):
+                 n_downsampling: int = 4, n_blocks: int = 9, n_local_enhancers: int = 0, n_blocks_local: int = 3):
         super().__init__()
+        if n_local_enhancers < 0:
+            raise ValueError(f"n_local_enhancers must be >= 0, got {n_local_enhancers}")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.multiple = 2 ** n_downsampling
+        self.n_local_enhancers = n_local_enhancers
+        self.multiple = 2 ** (n_downsampling + n_local_enhancers)
         act = nn.ReLU(True)
-        layers: List[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7),
-                                   nn.InstanceNorm2d(ngf, affine=False), act]
+        g = ngf * 2 ** n_local_enhancers  # width of the global generator
+        layers: List[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, g, 7),
+                                   nn.InstanceNorm2d(g, affine=False), act]
         for i in range(n_downsampling):
-            c = ngf * 2 ** i
+            c = g * 2 ** i
             layers += [nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.InstanceNorm2d(2 * c, affine=False), act]
-        width = ngf * 2 ** n_downsampling
+        width = g * 2 ** n_downsampling
         layers += [ResnetBlock(width) for _ in range(n_blocks)]
         for i in range(n_downsampling):
-            c = ngf * 2 ** (n_downsampling - i)
+            c = g * 2 ** (n_downsampling - i)
             layers += [nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1),
                        nn.InstanceNorm2d(c // 2, affine=False), act]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
+        if n_local_enhancers == 0:
+            layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
+        for k in range(1, n_local_enhancers + 1):
+            c = ngf * 2 ** (n_local_enhancers - k)
+            front = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, c, 7), nn.InstanceNorm2d(c, affine=False), act,
+                     nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.InstanceNorm2d(2 * c, affine=False), act]
+            back: List[nn.Module] = [ResnetBlock(2 * c) for _ in range(n_blocks_local)]
+            back += [nn.ConvTranspose2d(2 * c, c, 3, stride=2, padding=1, output_padding=1),
+                     nn.InstanceNorm2d(c, affine=False), act]
+            if k == n_local_enhancers:
+                back += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
+            setattr(self, f"model{k}_1", nn.Sequential(*front))
+            setattr(self, f"model{k}_2", nn.Sequential(*back))
         self.apply(_init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Translate (N, in_channels, H, W) -> (N, out_channels, H, W) in [-1, 1]."""
         check_input(x, self.in_channels, type(self).__name__)
         xp, H, W = pad_to_multiple(x, self.multiple)
-        return self.model(xp)[..., :H, :W]
+        L = self.n_local_enhancers
+        pyramid = [xp]  # pyramid[j]: the input average-pooled j times
+        for _ in range(L):
+            pyramid.append(F.avg_pool2d(pyramid[-1], 3, stride=2, padding=1, count_include_pad=False))
+        y = self.model(pyramid[L])
+        for k in range(1, L + 1):
+            y = getattr(self, f"model{k}_2")(getattr(self, f"model{k}_1")(pyramid[L - k]) + y)
+        return y[..., :H, :W]
 
 
 def _init_weights(m: nn.Module) -> None:
