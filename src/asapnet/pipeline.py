@@ -1,0 +1,165 @@
+"""One call from a name to a picture: :func:`load_model` and :class:`Translator`.
+
+    import asapnet
+    translator = asapnet.Translator.from_pretrained("cityscapes")
+    photo = translator("examples/cityscapes/frankfurt_000000_000576_gtFine_labelIds.png")  # PIL image
+    photo.save("photo.png")
+
+Shipped names resolve to the files in ``asapnet/weights``; any other argument is a path to a
+generator ``.safetensors`` written by ``asapnet train``, ``asapnet convert`` or
+:func:`asapnet.checkpoint.save_generator`.
+"""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+from PIL import Image
+
+#: Shipped model names -> file in ``asapnet/weights``.
+SHIPPED: Dict[str, str] = {
+    "cityscapes": "cityscapes.safetensors",
+    "dncnn-s-sigma25": "dncnn-s-sigma25.safetensors",
+    "sadnet-sigma25": "sadnet-sigma25.safetensors",
+    "asap-denoise-blind": "asap-denoise-blind.safetensors",
+}
+
+
+def shipped_models() -> List[str]:
+    """Names :func:`load_model` resolves to files shipped inside the package (those present)."""
+    return [n for n in SHIPPED if _shipped_path(n).is_file()]
+
+
+def _shipped_path(name: str) -> Path:
+    return Path(str(resources.files("asapnet") / "weights" / SHIPPED[name]))
+
+
+def resolve(name_or_path: Union[str, Path]) -> Path:
+    """A shipped name or a file path -> the ``.safetensors`` path.
+
+    Raises:
+        FileNotFoundError: neither a shipped name nor an existing file (the message lists the
+            shipped names).
+    """
+    if isinstance(name_or_path, str) and name_or_path in SHIPPED:
+        return _shipped_path(name_or_path)
+    p = Path(name_or_path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{name_or_path}: no such model file, and not a shipped model name "
+                                f"({', '.join(SHIPPED)})")
+    return p
+
+
+def load_model(name_or_path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> Tuple[nn.Module, Dict[str, Any]]:
+    """Load a shipped model by name or a generator checkpoint by path, ready for inference
+    (eval mode, spectral norm folded, on ``device``).
+
+    Returns:
+        (model, metadata): the metadata holds ``model``, ``config`` and the training record
+        (``num_classes``, ``train_size``, ``command`` ...).
+
+    Raises:
+        FileNotFoundError, ValueError: unknown name, missing file, or not an asapnet checkpoint.
+    """
+    from .checkpoint import load_generator
+    from .models.inference import prepare_for_inference
+
+    model, meta = load_generator(resolve(name_or_path))
+    return prepare_for_inference(model).to(device), meta
+
+
+LabelInput = Union[str, Path, Image.Image, np.ndarray, torch.Tensor]
+
+
+class Translator:
+    """Label map -> photo with a trained generator.
+
+    ``translator(label)`` takes a label map as a file path, a PIL image, a numpy array or a
+    tensor: class ids (H, W) (integers), or a Cityscapes colour label map (H, W, 3) uint8 for
+    Cityscapes models; optionally an ``instance`` map of the same kinds (models with an
+    instance-edge channel use the label boundaries when none is given). It returns a PIL RGB
+    image of the label map's size (``output="pil"``) or a float tensor (3, H, W) in [-1, 1]
+    (``output="tensor"``).
+
+    Args:
+        model, meta: a generator and its metadata (see :func:`load_model`).
+        device: where the model runs; inputs are moved there.
+        mode: how inputs larger than the training size are translated
+            (:func:`asapnet.translate.run_generator`).
+
+    Raises (on call):
+        asapnet.data.io.DataError: unreadable file, ids out of range, size mismatch.
+    """
+
+    def __init__(self, model: nn.Module, meta: Dict[str, Any], device: Union[str, torch.device] = "cpu",
+                 mode: str = "auto"):
+        self.model, self.meta, self.device, self.mode = model.to(device).eval(), meta, torch.device(device), mode
+        self.num_classes = int(meta.get("num_classes") or model.cfg.in_channels)
+        self.use_instance = bool(meta.get("use_instance", False))
+        self.warnings: List[str] = []
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: Union[str, Path] = "cityscapes", device: Union[str, torch.device] = "cpu",
+                        mode: str = "auto") -> "Translator":
+        """A translator for a shipped model name (default: the Cityscapes model) or a checkpoint path."""
+        model, meta = load_model(name_or_path, device)
+        return cls(model, meta, device, mode)
+
+    def _ids(self, label: LabelInput) -> np.ndarray:
+        from .data.cityscapes import COLOR_IDS, colors_to_ids
+        from .data.io import DataError
+        from .translate import read_label_ids
+
+        if isinstance(label, (str, Path)):
+            return read_label_ids(Path(label), self.num_classes, self.meta.get("label_ids"))
+        if isinstance(label, Image.Image):
+            label = np.asarray(label.convert("RGB") if label.mode in ("RGB", "RGBA") else label)
+        arr = label.cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
+        if arr.ndim == 3 and arr.shape[-1] == 3:
+            arr, far = colors_to_ids(arr.astype(np.uint8))
+            if far > 0.05:
+                raise DataError(f"label map: an RGB image that is not a Cityscapes colour label map "
+                                f"({far:.0%} of its pixels are far from every colour)")
+        if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
+            raise DataError(f"label map: expected class ids (H, W) of an integer type, got {arr.shape} {arr.dtype}")
+        arr = arr.astype(np.int64)
+        if arr.min() < 0 or arr.max() >= self.num_classes:
+            raise DataError(f"label map: label id {int(arr.max() if arr.max() >= self.num_classes else arr.min())} "
+                            f"out of range [0, {self.num_classes})")
+        return COLOR_IDS[arr] if self.meta.get("label_ids") == "cityscapes-color" else arr
+
+    def encode(self, label: LabelInput, instance: Optional[LabelInput] = None) -> torch.Tensor:
+        """The generator input (1, num_classes [+1], H, W) float32 of a label map (+ instance map)."""
+        from .data.io import DataError, read_label
+        from .data.labels import instance_edges
+
+        ids = self._ids(label)
+        x = torch.zeros(1, self.num_classes, *ids.shape)
+        x.scatter_(1, torch.from_numpy(ids)[None, None], 1.0)
+        if self.use_instance:
+            if instance is None:
+                self.warnings.append("no instance map given; using the label boundaries as instance edges")
+                inst = ids
+            else:
+                inst = read_label(Path(instance)) if isinstance(instance, (str, Path)) else np.asarray(
+                    instance.cpu() if isinstance(instance, torch.Tensor) else instance)
+            if inst.shape != ids.shape:
+                raise DataError(f"instance map: size {inst.shape[::-1]} does not match the label map {ids.shape[::-1]}")
+            x = torch.cat([x, torch.from_numpy(instance_edges(inst))[None, None]], 1)
+        return x
+
+    @torch.inference_mode()
+    def __call__(self, label: LabelInput, instance: Optional[LabelInput] = None, output: str = "pil"):
+        from .translate import model_train_size, run_generator
+
+        if output not in ("pil", "tensor"):
+            raise ValueError(f"output must be 'pil' or 'tensor', got {output!r}")
+        x = self.encode(label, instance).to(self.device)
+        y = run_generator(self.model, x, model_train_size(self.meta), self.mode)[0].float().cpu()
+        if output == "tensor":
+            return y
+        return Image.fromarray(((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy())
