@@ -65,20 +65,23 @@ def check_close(y, y_ref):
 # ---------------------------------------------------------------------------------------------
 
 
-def asap_ref_layout(n_in, S, ds, lr_width, lr_max_width, lr_depth, norm):
-    """[(conv prefix, norm prefix, cin, cout, stride)], head prefix of ASAPNetsLRStream (no padding)."""
+def asap_ref_layout(n_in, S, ds, lr_width, lr_max_width, lr_depth, norm, pad=False):
+    """[(conv prefix, norm prefix, cin, cout, stride)], head prefix of ASAPNetsLRStream. ``pad``:
+    --reflection_pad / --replicate_pad, a parameter-free padding module before every 3x3 conv."""
     plain = norm.replace("spectral", "") == "none"
     blk = (lambda p: (p, None)) if plain else (lambda p: (p + ".0", p + ".1"))
-    out, idx, width = [], 0, lr_width
+    out, idx, width, p = [], 0, lr_width, int(pad)
+    idx += p
     out.append((*blk(f"lowres_stream.model.{idx}"), n_in, lr_width, 1))
     idx += 2
     nds = int(math.log2(ds))
     for i in range(nds):
+        idx += p
         cout = lr_max_width if i == nds - 1 else width
         out.append((*blk(f"lowres_stream.model.{idx}"), width, cout, 2))
         width, idx = cout, idx + 2
     for _ in range(lr_depth):
-        out.append((*blk(f"lowres_stream.model.{idx}.conv_block.0"), width, width, 1))
+        out.append((*blk(f"lowres_stream.model.{idx}.conv_block.{p}"), width, width, 1))
         idx += 1
     return out, f"lowres_stream.model.{idx}", width
 
@@ -113,10 +116,10 @@ def rand_norm(sd, prefix, c, norm, g):
 
 
 def asap_ref_state_dict(n_in, n_hr, S, ds=16, lr_width=64, lr_max_width=1024, lr_depth=7, hr_width=64, hr_depth=5,
-                        norm="instanceaffine", pe=True, seed=0):
+                        norm="instanceaffine", pe=True, seed=0, pad=False):
     g = torch.Generator().manual_seed(seed)
     sd = {}
-    layers, head, width = asap_ref_layout(n_in, S, ds, lr_width, lr_max_width, lr_depth, norm)
+    layers, head, width = asap_ref_layout(n_in, S, ds, lr_width, lr_max_width, lr_depth, norm, pad)
     spectral, plain = norm.startswith("spectral"), norm.replace("spectral", "") == "none"
     for conv, nrm, cin, cout, _ in layers:
         rand_conv(sd, conv, cin, cout, 3, g, bias=plain, spectral=spectral, scale=1.4)
@@ -180,16 +183,20 @@ def ref_coords(h, w, S):
 
 
 def asap_ref_forward(sd, x, S, ds=16, lr_depth=7, hr_width=64, hr_depth=5, lr_width=64, lr_max_width=1024,
-                     lr_instance=True, norm="instanceaffine", pe=True, downsample="tent"):
-    """Reference ASAPNetsGenerator.forward in eval mode."""
+                     lr_instance=True, norm="instanceaffine", pe=True, downsample="tent", padding="zeros"):
+    """Reference ASAPNetsGenerator.forward in eval mode. ``padding`` "reflect" / "replicate":
+    --reflection_pad / --replicate_pad (pad by 1, then a conv without padding)."""
     N, C, H, W = x.shape
     s1 = S // ds
     low = x if s1 == 1 else (tent_downsample(x, s1) if downsample == "tent" else
                              F.interpolate(x, size=(H // s1, W // s1), mode="bilinear", antialias=True))
-    layers, head, _ = asap_ref_layout(C, S, ds, lr_width, lr_max_width, lr_depth, norm)
+    layers, head, _ = asap_ref_layout(C, S, ds, lr_width, lr_max_width, lr_depth, norm, padding != "zeros")
     h = low
     for conv, nrm, _, _, stride in layers:
-        h = F.conv2d(h, sn_weight(sd, conv), sd.get(conv + ".bias"), stride=stride, padding=1)
+        if padding != "zeros":
+            h = F.conv2d(F.pad(h, [1] * 4, mode=padding), sn_weight(sd, conv), sd.get(conv + ".bias"), stride=stride)
+        else:
+            h = F.conv2d(h, sn_weight(sd, conv), sd.get(conv + ".bias"), stride=stride, padding=1)
         h = F.relu(ref_norm(h, sd, nrm, norm) if nrm else h)
     p = F.conv2d(h, sd[head + ".weight"], sd[head + ".bias"])  # (N, P, H/S, W/S)
     hr = x[:, :-1] if lr_instance else x
@@ -245,7 +252,7 @@ def test_asap_small_widths_and_norms_convert_exactly(norm):
 
 def test_asap_without_positional_encoding_converts_exactly():
     opts = reference_options("asapnet", "facades", positional_encoding=False, learned_ds_factor=4, crop_size=64,
-                             **SMALL)
+                             lr_padding="zeros", **SMALL)
     sd = asap_ref_state_dict(13, 13, 4, ds=4, pe=False, **SMALL, seed=3)
     model, _, cfg = convert_state_dict(sd, opts)
     assert not cfg["positional_encoding"]
@@ -254,21 +261,36 @@ def test_asap_without_positional_encoding_converts_exactly():
         check_close(model(x), asap_ref_forward(sd, x, 4, ds=4, lr_instance=False, pe=False, **SMALL))
 
 
-def test_asap_s1_downsampling_matches_reference_up_to_the_border_filter():
-    """Facades-like: 13 labels, no instance map, S = 8 with S2 = 4, so S1 = 2. Everything but the
-    S1 filter is exact; the reference tent filter and PyTorch's anti-aliased bilinear filter
-    agree except on the border row / column of the downsampled input."""
-    opts = reference_options("asapnet", "facades", crop_size=128, learned_ds_factor=4, **SMALL)
-    sd = asap_ref_state_dict(13, 13, 8, ds=4, **SMALL, seed=5)
+@pytest.mark.parametrize("S", [8, 16])
+def test_asap_s1_tent_filter_converts_exactly(S):
+    """Facades-like: 13 labels, no instance map, S2 = 4, so S1 = 2 (S = 8) or 4 (S = 16). The
+    converted model downsamples with the reference's tent filter (s1_filter="tent")."""
+    opts = reference_options("asapnet", "facades", crop_size=16 * S, learned_ds_factor=4, lr_padding="zeros", **SMALL)
+    sd = asap_ref_state_dict(13, 13, S, ds=4, **SMALL, seed=5)
     model, _, cfg = convert_state_dict(sd, opts)
-    assert (cfg["s1"], cfg["s2"], cfg["lr_only_channels"]) == (2, 4, 0)
+    assert (cfg["s1"], cfg["s2"], cfg["lr_only_channels"], cfg["s1_filter"]) == (S // 4, 4, 0, "tent")
     x = label_input(13, 48, 64, instance=False, seed=6)
     kw = dict(ds=4, lr_instance=False, **SMALL)
     with torch.no_grad():
-        y = model(x)
-        check_close(y, asap_ref_forward(sd, x, 8, downsample="antialias", **kw))
-        y_tent = asap_ref_forward(sd, x, 8, downsample="tent", **kw)
-    assert y_tent.shape == y.shape and torch.isfinite(y_tent).all()
+        check_close(model(x), asap_ref_forward(sd, x, S, downsample="tent", **kw))
+
+
+def test_asap_s1_filter_antialias_is_kept_for_older_checkpoints():
+    """A checkpoint converted before ``s1_filter`` existed has no such key: it keeps PyTorch's
+    anti-aliased filter, which differs from the tent filter only on the border row / column."""
+    from asapnet.config import ASAPConfig
+    from asapnet.models import create_model
+
+    opts = reference_options("asapnet", "facades", crop_size=128, learned_ds_factor=4, lr_padding="zeros", **SMALL)
+    sd = asap_ref_state_dict(13, 13, 8, ds=4, **SMALL, seed=5)
+    model, _, cfg = convert_state_dict(sd, opts)
+    old_cfg = {k: v for k, v in cfg.items() if k not in ("s1_filter", "lr_padding")}
+    old = create_model("asap", cfg=ASAPConfig.from_dict(old_cfg)).eval()
+    assert (old.cfg.s1_filter, old.cfg.lr_padding) == ("antialias", "zeros")
+    old.load_state_dict(model.state_dict())
+    x = label_input(13, 48, 64, instance=False, seed=6)
+    with torch.no_grad():
+        check_close(old(x), asap_ref_forward(sd, x, 8, downsample="antialias", ds=4, lr_instance=False, **SMALL))
     r = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(0))
     for s1 in (2, 4):
         a = F.interpolate(r, size=(48 // s1, 64 // s1), mode="bilinear", antialias=True)
@@ -277,10 +299,97 @@ def test_asap_s1_downsampling_matches_reference_up_to_the_border_filter():
         assert (a - t)[..., :1, :].abs().max() > 1e-3  # the borders do differ
 
 
-def test_asap_reflection_padded_checkpoint_is_refused_clearly():
-    opts = reference_options("asapnet", "facades", crop_size=512, lr_padding="reflect")
-    with pytest.raises(ValueError, match=r"^facades512\.pth: the LR stream of a --reflection_pad checkpoint"):
-        convert_state_dict({}, opts, "facades512.pth")
+def test_tent_downsample_is_the_reference_filter():
+    """asapnet's tent filter (used by s1_filter="tent") against the functional reference one."""
+    from asapnet.models.asap import tent_downsample as ours
+
+    r = torch.rand(2, 5, 32, 48, generator=torch.Generator().manual_seed(1))
+    for s1 in (2, 4, 8):
+        assert torch.allclose(ours(r, s1), tent_downsample(r, s1), atol=1e-7, rtol=0)
+    with pytest.raises(ValueError, match="even integer"):
+        ours(r, 3)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate"])
+def test_lr_padding_mode_equals_a_padding_module_then_an_unpadded_conv(mode):
+    """``nn.Conv2d(padding=1, padding_mode=...)`` (asapnet's LR stream) computes what the
+    reference's ReflectionPad2d(1) / ReplicationPad2d(1) + Conv2d(padding=0) computes, for the
+    stride-1 and the stride-2 convolutions, down to 2-pixel maps."""
+    g = torch.Generator().manual_seed(2)
+    for stride in (1, 2):
+        conv = torch.nn.Conv2d(4, 6, 3, stride=stride, padding=1, padding_mode=mode)
+        for hw in ((2, 2), (2, 6), (5, 7), (16, 32)):
+            x = torch.randn(1, 4, *hw, generator=g)
+            ref = F.conv2d(F.pad(x, [1] * 4, mode=mode), conv.weight, conv.bias, stride=stride)
+            assert torch.equal(conv(x), ref)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate"])
+def test_asap_reflection_padded_facades_checkpoint_converts_exactly(mode):
+    """The released Facades models: --reflection_pad (``--dataset facades`` sets it), 13 labels,
+    no instance map, S1 = 2. Small widths, S = 8 (crop 128, S2 = 4)."""
+    from asapnet.config import ASAPConfig
+    from asapnet.models import create_model
+
+    opts = reference_options("asapnet", "facades", crop_size=128, learned_ds_factor=4,
+                             lr_padding=None if mode == "reflect" else mode, **SMALL)
+    assert opts.lr_padding == mode
+    sd = asap_ref_state_dict(13, 13, 8, ds=4, **SMALL, seed=7, pad=True)
+    assert "lowres_stream.model.1.0.weight" in sd and "lowres_stream.model.9.conv_block.1.0.weight" in sd
+    model, _, cfg = convert_state_dict(sd, opts)
+    assert (cfg["lr_padding"], cfg["s1"], cfg["s1_filter"]) == (mode, 2, "tent")
+    x = label_input(13, 48, 64, instance=False, seed=8)
+    with torch.no_grad():
+        y = model(x)
+        check_close(y, asap_ref_forward(sd, x, 8, ds=4, lr_instance=False, padding=mode, **SMALL))
+        # the same weights with zero padding give another result: the padding matters
+        zeros = create_model("asap", cfg=ASAPConfig(**{**cfg, "lr_padding": "zeros"})).eval()
+        zeros.load_state_dict(model.state_dict())
+        assert (y - zeros(x)).abs().max() > 1e-3
+
+
+def test_asap_reflection_padding_refuses_one_pixel_lr_maps():
+    """Reflection padding needs 2 pixels per side: an input of at most S pixels on a side gives a
+    1-pixel LR grid, which the reference cannot run either; asapnet raises a clear ValueError
+    (zero and replicate padding run)."""
+    from asapnet.models import create_model
+
+    for mode in ("reflect", "replicate", "zeros"):
+        m = create_model("asap", preset="tiny", in_channels=3, lr_padding=mode).eval()  # S = 4
+        with torch.no_grad():
+            assert m(torch.randn(1, 3, 8, 12)).shape == (1, 3, 8, 12)  # a 2 x 3 grid
+            if mode != "reflect":
+                assert m(torch.randn(1, 3, 4, 12)).shape == (1, 3, 4, 12)
+                continue
+            with pytest.raises(ValueError, match=r"padded to 4x12, gives LR-stream feature maps of 1x3.*S = 4"):
+                m(torch.randn(1, 3, 4, 12))
+            with pytest.raises(ValueError, match="reflection padding"):
+                m(torch.randn(1, 3, 3, 12))  # padded to 4x12
+
+
+def test_asap_padding_mismatch_is_refused_with_a_hint(tmp_path):
+    # an unpadded checkpoint given as --reflection_pad (the facades default) and the other way round
+    sd = asap_ref_state_dict(13, 13, 8, ds=4, **SMALL, seed=9)
+    opts = reference_options("asapnet", "facades", crop_size=128, learned_ds_factor=4, **SMALL)
+    msg = r"^f\.pth: .*missing key 'lowres_stream\.model\.1\.0\.weight'.*--lr-padding zeros"
+    with pytest.raises(ValueError, match=msg):
+        convert_state_dict(sd, opts, "f.pth")
+    padded = asap_ref_state_dict(13, 13, 8, ds=4, **SMALL, seed=9, pad=True)
+    with pytest.raises(ValueError, match="--lr-padding reflect"):
+        convert_state_dict(padded, reference_options("asapnet", "facades", crop_size=128, learned_ds_factor=4,
+                                                     lr_padding="zeros", **SMALL), "f.pth")
+    # the CLI's --reflection-pad (the reference's option name) on a Cityscapes-layout checkpoint
+    sd = asap_ref_state_dict(36, 35, 16, **SMALL, seed=10, pad=True)
+    torch.save(sd, tmp_path / "latest_net_G.pth")
+    out = tmp_path / "o.safetensors"
+    args = ["--lr-width", "8", "--lr-max-width", "16", "--lr-depth", "2", "--hr-width", "16", "--hr-depth", "3"]
+    assert main(["convert", str(tmp_path / "latest_net_G.pth"), "-o", str(out), "--from", "asapnet",
+                 "--dataset", "cityscapes", "--reflection-pad", *args]) == 0
+    model, meta = load_generator(out)
+    assert model.cfg.lr_padding == "reflect" and meta["reference_options"]["lr_padding"] == "reflect"
+    x = label_input(35, 32, 64, instance=True, seed=11)
+    with torch.no_grad():
+        check_close(model.eval()(x), asap_ref_forward(sd, x, 16, padding="reflect", **SMALL))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -633,5 +742,46 @@ def test_cli_convert_then_translate_a_real_label_map(tmp_path, capsys):
     x = torch.cat([x, ref_edges(torch.from_numpy(inst.astype(np.int64))[None, None])], 1)
     with torch.no_grad():
         ref = asap_ref_forward(sd, x, 16, **SMALL)[0]
+    ref8 = ((ref.clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy().astype(np.int64)
+    assert y.shape == (64, 128, 3) and np.abs(y - ref8).max() <= 1
+
+
+def _real_crop(tmp_path):
+    """A 64x128 crop of the shipped Cityscapes label + instance maps, written as PNGs in their own
+    folders, and the reference input built from it (one-hot of the 35 ids, then get_edges)."""
+    stem = "frankfurt_000000_000576"
+    lab = np.asarray(Image.open(EXAMPLES / f"{stem}_gtFine_labelIds.png"))[480:544, 900:1028]
+    inst = np.asarray(Image.open(EXAMPLES / f"{stem}_gtFine_instanceIds.png"))[480:544, 900:1028]
+    (tmp_path / "label").mkdir()
+    (tmp_path / "inst").mkdir()
+    Image.fromarray(lab.astype(np.uint8)).save(tmp_path / "label" / "crop_gtFine_labelIds.png")
+    Image.fromarray(inst.astype(np.uint16)).save(tmp_path / "inst" / "crop_gtFine_instanceIds.png")
+    x = torch.zeros(1, 35, 64, 128).scatter_(1, torch.from_numpy(lab.astype(np.int64))[None, None], 1.0)
+    return torch.cat([x, ref_edges(torch.from_numpy(inst.astype(np.int64))[None, None])], 1)
+
+
+@pytest.mark.parametrize("source", ["spade", "pix2pixhd"])
+def test_cli_translate_runs_converted_spade_and_pix2pixhd(tmp_path, source):
+    """``asapnet convert`` then ``asapnet translate --instance-dir`` for the other two references
+    (small widths): the PNG is the reference forward's to one 8-bit level."""
+    x = _real_crop(tmp_path)
+    if source == "spade":
+        sd = spade_ref_state_dict(36, 2, "more", seed=22)
+        spade_ref_forward(sd, x, 2, "more", calibrate=True)
+        args = ["--ngf", "2"]
+    else:
+        layers = p2p_global_layers(0, 36, 4, 2, 2)
+        sd = {}
+        p2p_rand(sd, layers, torch.Generator().manual_seed(23))
+        args = ["--ngf", "4", "--n-downsample-global", "2", "--n-blocks-global", "2"]
+    torch.save(sd, tmp_path / "latest_net_G.pth")
+    out = tmp_path / "g.safetensors"
+    assert main(["convert", str(tmp_path / "latest_net_G.pth"), "-o", str(out), "--from", source,
+                 "--dataset", "cityscapes", *args]) == 0
+    assert main(["translate", str(tmp_path / "label" / "crop_gtFine_labelIds.png"), "--instance-dir",
+                 str(tmp_path / "inst"), "-o", str(tmp_path / "out"), "--checkpoint", str(out)]) == 0
+    y = np.asarray(Image.open(tmp_path / "out" / "crop.png")).astype(np.int64)
+    with torch.no_grad():
+        ref = spade_ref_forward(sd, x, 2, "more")[0] if source == "spade" else p2p_run(sd, layers, x)[0]
     ref8 = ((ref.clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy().astype(np.int64)
     assert y.shape == (64, 128, 3) and np.abs(y - ref8).max() <= 1

@@ -128,3 +128,15 @@ def test_export_of_a_model_prepared_for_inference(tmp_path):
     m = prepare_for_inference(_model(s1=2, seed=2))
     path = export_onnx(m, tmp_path / "prepared.onnx")
     assert max(verify_onnx(m, path, [(19, 45)]).values()) < TOL
+
+
+@pytest.mark.parametrize("s1_filter", ["antialias", "tent"])
+def test_exportable_graph_uses_the_models_s1_filter(s1_filter):
+    from asapnet import create_model
+    from asapnet.export import ExportableASAP
+
+    torch.manual_seed(0)
+    g = create_model("asap", preset="tiny", in_channels=3, s1=2, s1_filter=s1_filter).eval()
+    x = torch.randn(1, 3, 32, 48)
+    with torch.no_grad():
+        assert (g(x) - ExportableASAP(g)(x)).abs().max() < 1e-5

@@ -17,11 +17,17 @@ CITYSCAPES_NUM_CLASSES = 35
 
 #: LR-stream normalisations of :class:`ASAPConfig`.
 NORMS = ("instance_affine", "instance", "batch", "none")
+#: Padding modes of the LR-stream 3x3 convolutions (:attr:`ASAPConfig.lr_padding`).
+LR_PADDINGS = ("zeros", "reflect", "replicate")
+#: Filters that downsample the LR stream's input by S1 (:attr:`ASAPConfig.s1_filter`).
+S1_FILTERS = ("antialias", "tent")
 
 #: Values of the :class:`ASAPConfig` fields added with the reference-faithful architecture, for
 #: checkpoints whose metadata predates them (their first LR conv was not normalised, the HR leaky
-#: ReLU slope was 0.2 and the HR stream read every input channel).
-LEGACY_DEFAULTS: Dict[str, Any] = {"first_norm": False, "hr_slope": 0.2, "lr_only_channels": 0}
+#: ReLU slope was 0.2, the HR stream read every input channel, the LR stream padded with zeros
+#: and downsampled by S1 with PyTorch's anti-aliased bilinear filter).
+LEGACY_DEFAULTS: Dict[str, Any] = {"first_norm": False, "hr_slope": 0.2, "lr_only_channels": 0,
+                                   "lr_padding": "zeros", "s1_filter": "antialias"}
 
 
 @dataclass
@@ -32,7 +38,7 @@ class ASAPConfig:
         in_channels: channels C of the input (N, C, H, W); one-hot classes (+1 for the instance
             edge map) for label maps, 1 or 3 for images.
         out_channels: channels of the output image (3 for RGB, 1 for gray).
-        s1: bilinear (anti-aliased) downsampling factor before the LR stream (§3.2).
+        s1: downsampling factor before the LR stream (§3.2), with the filter ``s1_filter``.
         s2: downsampling factor of the strided convolutions of the LR stream; a power of two (§3.2).
         lr_width: width of the first LR-stream convolutions.
         lr_max_width: width of the deep LR-stream blocks (1024 in the paper).
@@ -63,6 +69,18 @@ class ASAPConfig:
             paper, §3.1): the pixel's own value. k > 1 (an extension for restoration tasks,
             documented in docs/denoising.md): the k x k replicate-padded neighbourhood, so the
             MLP input has ``in_channels * k * k`` image channels plus the encoding.
+        lr_padding: padding of every LR-stream 3x3 convolution: ``"zeros"`` (the default),
+            ``"reflect"`` (the reference's ``--reflection_pad``, used by its released Facades
+            models) or ``"replicate"`` (``--replicate_pad``). Reflection needs every LR feature
+            map to be at least 2 pixels on each side: the generator refuses (ValueError) an input
+            whose padded height or width is S or less.
+        s1_filter: how the input is downsampled by ``s1`` (ignored when ``s1 == 1``):
+            ``"antialias"`` (PyTorch's anti-aliased bilinear interpolation, renormalised where the
+            filter overhangs the border; the default) or ``"tent"`` (the reference's separable
+            tent filter, taps 1, 3, ..., 2 s1 - 1, 2 s1 - 1, ..., 1, on the input reflection-padded
+            by s1 / 2: :func:`asapnet.models.asap.tent_downsample`). The two differ only in the
+            first and last row and column of the downsampled input; converted reference
+            checkpoints use ``"tent"``.
     """
 
     in_channels: int = CITYSCAPES_NUM_CLASSES + 1
@@ -84,6 +102,8 @@ class ASAPConfig:
     output_activation: str = "tanh"
     residual: bool = False
     hr_window: int = 1
+    lr_padding: str = "zeros"
+    s1_filter: str = "antialias"
 
     def __post_init__(self) -> None:
         for name in ("s1", "s2"):
@@ -104,6 +124,10 @@ class ASAPConfig:
             raise ValueError("ASAPConfig.residual needs in_channels == out_channels")
         if self.hr_window < 1 or self.hr_window % 2 == 0:
             raise ValueError(f"ASAPConfig.hr_window must be an odd number >= 1, got {self.hr_window}")
+        if self.lr_padding not in LR_PADDINGS:
+            raise ValueError(f"ASAPConfig.lr_padding must be one of {'|'.join(LR_PADDINGS)}, got {self.lr_padding!r}")
+        if self.s1_filter not in S1_FILTERS:
+            raise ValueError(f"ASAPConfig.s1_filter must be one of {'|'.join(S1_FILTERS)}, got {self.s1_filter!r}")
 
     @property
     def S(self) -> int:

@@ -19,12 +19,11 @@ line. What is mapped, and why the outputs are the same (docs/compatibility.md):
   [weights, bias] and multiplies the weights by 1/sqrt(c_in) (so the reference rows are multiplied
   by sqrt(c_in)); the positional-encoding inputs of the first layer are permuted from the
   reference order (periods S, S/2, ..., 2; cos x, sin x, cos y, sin y) to asapnet's (periods 2, 4,
-  ..., S; sin x, cos x, sin y, cos y). With S1 = 1 (e.g. Cityscapes 256x512) the outputs agree up
-  to float rounding; with S1 > 1 the input of the LR stream is downsampled by PyTorch's
-  anti-aliased bilinear filter, the reference's tent filter of the same taps with reflection
-  padding: the two differ only in the first and last row and column of the downsampled input.
-  Checkpoints trained with ``--reflection_pad`` (the released Facades models) are refused: the
-  asapnet LR stream pads with zeros.
+  ..., S; sin x, cos x, sin y, cos y). With S1 > 1 the converted model downsamples the LR
+  stream's input with the reference's tent filter (``ASAPConfig.s1_filter="tent"``), and a
+  checkpoint trained with ``--reflection_pad`` / ``--replicate_pad`` (the released Facades
+  models: ``--dataset facades`` sets it) gets an LR stream padded the same way
+  (``ASAPConfig.lr_padding``); the outputs agree up to float rounding.
 * SPADE and pix2pixHD keep their module names.
 * Spectrally normalised weights (``weight_orig``, ``weight_u``, ``weight_v``; SPADE, or ASAP-Net
   with ``--norm_G spectral...``) go into PyTorch's spectral-norm parametrization, which in eval
@@ -72,8 +71,10 @@ DATASET_DEFAULTS: Dict[str, Dict[str, Dict[str, Any]]] = {
     "asapnet": {
         "cityscapes": dict(label_nc=35, contain_dontcare_label=False, instance=True, lr_instance=True,
                            crop_size=512, aspect_ratio=2.0),
+        # lr_padding: not in the dataset option file, but every released Facades model was trained
+        # and tested with --reflection_pad (test_facades512.sh, test_facades1024.sh)
         "facades": dict(label_nc=13, contain_dontcare_label=False, instance=False, lr_instance=False,
-                        crop_size=256, aspect_ratio=1.0),
+                        crop_size=256, aspect_ratio=1.0, lr_padding="reflect"),
     },
     "spade": {
         "cityscapes": dict(label_nc=35, contain_dontcare_label=False, instance=True, crop_size=512,
@@ -112,7 +113,8 @@ class ReferenceOptions:
         lr_width, lr_max_width, lr_depth, hr_width, hr_depth, learned_ds_factor, lr_instance:
             ASAP-Net options of the same names.
         lr_padding: ``"zeros"``, or ``"reflect"`` / ``"replicate"`` for ``--reflection_pad`` /
-            ``--replicate_pad`` (ASAP-Net).
+            ``--replicate_pad`` (ASAP-Net; ``--dataset facades`` sets ``"reflect"``, the option
+            the released Facades models were trained and tested with).
         positional_encoding: ``--hr_coor cosine`` (True) or ``None`` (ASAP-Net).
         ngf: generator width (SPADE, pix2pixHD).
         num_upsampling_layers, use_vae, z_dim: SPADE options.
@@ -376,10 +378,13 @@ def asap_config(opts: ReferenceOptions) -> ASAPConfig:
 
     S = crop_size // (16 * aspect_ratio) as in the reference, S2 = learned_ds_factor, S1 = S / S2.
 
+    The LR stream pads as ``opts.lr_padding`` and, when S1 > 1, downsamples its input with the
+    reference's tent filter (``s1_filter="tent"``).
+
     Raises:
         ValueError: options the reference rejects or asapnet cannot represent (S not a power-of-two
-            multiple of learned_ds_factor, ``lr_instance`` without the instance channel, a padded
-            LR stream, learned_ds_factor 1 with lr_width != lr_max_width).
+            multiple of learned_ds_factor, ``lr_instance`` without the instance channel,
+            learned_ds_factor 1 with lr_width != lr_max_width).
     """
     if opts.crop_size is None:
         raise ValueError("ASAP-Net needs --crop-size (with --aspect-ratio) to determine S")
@@ -393,17 +398,13 @@ def asap_config(opts: ReferenceOptions) -> ASAPConfig:
     if ds == 1 and opts.lr_width != opts.lr_max_width:
         raise ValueError("with --learned-ds-factor 1 the reference LR stream stays at --lr-width; "
                          "give --lr-max-width equal to --lr-width")
-    if opts.lr_padding != "zeros":
-        flag = "reflection" if opts.lr_padding == "reflect" else "replicate"
-        raise ValueError(f"the LR stream of a --{flag}_pad checkpoint (as the released Facades models) pads its "
-                         "convolutions by " + ("reflection" if flag == "reflection" else "replication") +
-                         "; the asapnet ASAP generator pads with zeros, so it cannot be converted exactly")
     norm, spectral = _asap_norm(opts.norm_g)
     return ASAPConfig(in_channels=opts.semantic_nc, out_channels=opts.output_nc, s1=S // ds, s2=ds,
                       lr_width=opts.lr_width, lr_max_width=opts.lr_max_width, lr_depth=opts.lr_depth,
                       hr_width=opts.hr_width, hr_depth=opts.hr_depth, positional_encoding=opts.positional_encoding,
                       norm=norm, first_norm=True, spectral_norm=spectral, hr_slope=0.01,
-                      lr_only_channels=int(opts.lr_instance and opts.instance), output_activation="tanh")
+                      lr_only_channels=int(opts.lr_instance and opts.instance), output_activation="tanh",
+                      lr_padding=opts.lr_padding, s1_filter="tent")
 
 
 def asap_lr_reference_names(cfg: ASAPConfig, norm_g: str,
@@ -464,9 +465,19 @@ def asap_head_permutation(cfg: ASAPConfig) -> Tuple[torch.Tensor, torch.Tensor]:
 
 def _asap_hint(sd: Mapping[str, torch.Tensor], opts: ReferenceOptions, cfg: ASAPConfig, first: str,
                head: str) -> Callable[[str], str]:
+    # index of the reference's first LR-stream conv: 0 without padding modules, 1 with
+    # --reflection_pad / --replicate_pad (a parameter-free padding module comes first)
+    found = [int(m.group(1)) for k, v in sd.items()
+             for m in [re.fullmatch(r"lowres_stream\.model\.(\d+)\.(?:0\.)?weight(?:_orig)?", k)] if m and v.dim() == 4]
+    first_idx = min(found) if found else None
+    first_missing = not any(k.startswith(first + ".") for k in sd)
+
     def hint(key: str) -> str:
-        if opts.lr_padding == "zeros" and first + ".weight" not in sd and "lowres_stream.model.1.0.weight" in sd:
+        if first_missing and first_idx == 1 and opts.lr_padding == "zeros":
             return "the layers are shifted by one padding module: trained with --reflection_pad (--lr-padding reflect)?"
+        if first_missing and first_idx == 0 and opts.lr_padding != "zeros":
+            return ("the layers are not shifted by padding modules: trained without --reflection_pad / "
+                    "--replicate_pad (--lr-padding zeros)?")
         if key.startswith(head) or key.startswith(first):
             parts = [f"--label-nc {opts.label_nc}"] + (["1 don't-care"] if opts.contain_dontcare_label else []) \
                 + (["1 instance edge"] if opts.instance else [])
@@ -626,10 +637,10 @@ def convert_state_dict(sd: Mapping[str, torch.Tensor], opts: ReferenceOptions, n
 def conversion_notes(opts: ReferenceOptions, model_name: str, cfg: Dict[str, Any]) -> List[str]:
     """Differences between the converted model and the reference worth telling the user."""
     notes = []
-    if model_name == "asap" and cfg["s1"] > 1:
-        notes.append(f"the LR stream's input is downsampled by S1 = {cfg['s1']} with PyTorch's anti-aliased bilinear "
-                     "filter; the reference uses the same tent filter with reflection padding, so the border "
-                     "row and column of the downsampled input differ (docs/compatibility.md)")
+    if model_name == "asap" and cfg["lr_padding"] == "reflect":
+        S = cfg["s1"] * cfg["s2"]
+        notes.append(f"the LR stream reflection-pads its convolutions (--reflection_pad), as the reference: inputs "
+                     f"must be larger than S = {S} pixels in height and width")
     if model_name == "spade" and cfg.get("z_dim"):
         lh, lw = cfg["latent_size"]
         n = {"normal": 5, "more": 6, "most": 7}[cfg["num_upsampling_layers"]]
@@ -711,7 +722,11 @@ def add_convert_parser(sub) -> argparse.ArgumentParser:
     a.add_argument("--lr-instance", action=argparse.BooleanOptionalAction, default=None,
                    help="the instance edges go to the LR stream only (the reference default)")
     a.add_argument("--lr-padding", choices=["zeros", "reflect", "replicate"],
-                   help="LR-stream padding (reflect: --reflection_pad)")
+                   help="LR-stream padding (reflect: --reflection_pad; the default of --dataset facades)")
+    a.add_argument("--reflection-pad", dest="lr_padding", action="store_const", const="reflect",
+                   help="the reference's --reflection_pad: same as --lr-padding reflect")
+    a.add_argument("--replicate-pad", dest="lr_padding", action="store_const", const="replicate",
+                   help="the reference's --replicate_pad: same as --lr-padding replicate")
     a.add_argument("--positional-encoding", action=argparse.BooleanOptionalAction, default=None,
                    help="--hr_coor cosine (default) or None (--no-positional-encoding)")
     s = p.add_argument_group("SPADE / pix2pixHD")

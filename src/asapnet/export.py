@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
-from .models.asap import ASAPGenerator
+from .models.asap import ASAPGenerator, tent_downsample
 from .models.inference import prepare_for_inference
 
 PathLike = Union[str, os.PathLike]
@@ -114,7 +114,12 @@ class ExportableASAP(nn.Module):
         g, S, s1 = self.g, self.g.S, self.g.cfg.s1
         H, W = x.shape[-2], x.shape[-1]
         xp = F.pad(x, (0, (S - W % S) % S, 0, (S - H % S) % S), mode="replicate")
-        xl = xp if s1 == 1 else antialiased_downsample(xp, s1, self.aa_kernel)
+        if s1 == 1:
+            xl = xp
+        elif g.cfg.s1_filter == "tent":  # converted reference checkpoints
+            xl = tent_downsample(xp, s1)
+        else:
+            xl = antialiased_downsample(xp, s1, self.aa_kernel)
         params = g.lr(xl)
         y = g.hr.forward_reference(g.hr_input(xp), params)[..., :H, :W]
         return g._finish(y, x)

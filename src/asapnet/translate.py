@@ -209,7 +209,7 @@ def translate_files(model: nn.Module, meta: Dict, inputs: Iterable[Path], out_di
         DataError: a bad input file when ``on_error="stop"`` (outputs already written are kept);
             with ``on_error="skip"`` the file is reported through ``log`` and skipped.
     """
-    num_classes = int(meta.get("num_classes", model.cfg.in_channels))
+    num_classes = int(meta["num_classes"]) if meta.get("num_classes") else int(model.cfg.in_channels)
     use_instance = bool(meta.get("use_instance", False))
     inputs = [Path(p) for p in inputs]
     check_output_names(inputs, Path(out_dir))

@@ -84,8 +84,12 @@ class _InstanceNorm2d(nn.InstanceNorm2d):
         return super().forward(x)
 
 
-def _conv_norm_relu(cin: int, cout: int, stride: int, norm: str, sn: bool) -> nn.Sequential:
-    conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=(norm == "none"))
+def _conv_norm_relu(cin: int, cout: int, stride: int, norm: str, sn: bool,
+                    padding_mode: str = "zeros") -> nn.Sequential:
+    # padding_mode "reflect" / "replicate" pads inside the conv (F.pad, then a conv without padding):
+    # the same values as the reference's ReflectionPad2d(1) / ReplicationPad2d(1) + conv(padding=0),
+    # with the conv keeping its state-dict key (lr.body.i.0)
+    conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=(norm == "none"), padding_mode=padding_mode)
     if sn:
         conv = _spectral_norm(conv)
     layers: List[nn.Module] = [conv]
@@ -109,7 +113,8 @@ class LRStream(nn.Module):
     -> ``lr_depth`` x [3x3 conv + norm + ReLU] at ``lr_max_width`` -> 1x1 conv to
     ``num_params`` channels. Every 3x3 conv is followed by ``cfg.norm`` (the first one only with
     ``cfg.first_norm``; before that option existed, the first conv was normalised only with
-    batch norm) and a ReLU.
+    batch norm) and a ReLU. Every 3x3 conv pads its input by one pixel as ``cfg.lr_padding``
+    says (zeros, reflection or replication).
 
     Input (N, C, H/S1, W/S1) with H/S1, W/S1 multiples of S2; output (N, num_params, H/S, W/S).
     """
@@ -119,13 +124,14 @@ class LRStream(nn.Module):
         num_ds = int(math.log2(cfg.s2))
         width = cfg.lr_width
         first = cfg.norm if (cfg.first_norm or cfg.norm == "batch") else "none"
-        layers: List[nn.Module] = [_conv_norm_relu(cfg.in_channels, width, 1, first, cfg.spectral_norm)]
+        pad = cfg.lr_padding
+        layers: List[nn.Module] = [_conv_norm_relu(cfg.in_channels, width, 1, first, cfg.spectral_norm, pad)]
         for i in range(num_ds):
             out = cfg.lr_max_width if i == num_ds - 1 else width
-            layers.append(_conv_norm_relu(width, out, 2, cfg.norm, cfg.spectral_norm))
+            layers.append(_conv_norm_relu(width, out, 2, cfg.norm, cfg.spectral_norm, pad))
             width = out
         for _ in range(cfg.lr_depth):
-            layers.append(_conv_norm_relu(width, cfg.lr_max_width, 1, cfg.norm, cfg.spectral_norm))
+            layers.append(_conv_norm_relu(width, cfg.lr_max_width, 1, cfg.norm, cfg.spectral_norm, pad))
             width = cfg.lr_max_width
         self.body = nn.Sequential(*layers)
         self.head = nn.Conv2d(width, num_params, 1)
@@ -401,6 +407,38 @@ def neighborhood(x: torch.Tensor, k: int, region: Optional[Tuple[int, int, int, 
 # ---------------------------------------------------------------------------------------------
 
 
+def tent_downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Downsample by ``factor`` with a separable tent filter, as the reference ASAP-Net
+    (tamarott/ASAPNet) downsamples the LR stream's input by S1 (``ASAPConfig.s1_filter="tent"``).
+
+    The 1-D filter has the 2s taps 1, 3, ..., 2s - 1, 2s - 1, ..., 3, 1 (s = ``factor``),
+    normalised to sum 1 in float64 and then cast to ``x``'s dtype; the input is reflection-padded
+    by s / 2 on every side and filtered with stride s, first along the width, then along the
+    height. The taps and their alignment are those of PyTorch's anti-aliased bilinear
+    interpolation; only the border handling differs (reflection here, a renormalised filter
+    there), so the two agree except in the first and last row and column of the result.
+
+    Args:
+        x: (N, C, H, W) float, H and W multiples of ``factor``.
+        factor: an even integer >= 2.
+
+    Returns:
+        (N, C, H / factor, W / factor), same dtype and device.
+
+    Raises:
+        ValueError: an odd factor or one below 2.
+    """
+    if factor < 2 or factor % 2:
+        raise ValueError(f"factor must be an even integer >= 2, got {factor}")
+    ramp = torch.arange(1, 2 * factor, 2, dtype=torch.float64)
+    taps = torch.cat([ramp, ramp.flip(0)])
+    taps = (taps / taps.sum()).to(device=x.device, dtype=x.dtype)
+    C, p = x.shape[1], factor // 2
+    h = F.pad(x, (p, p, p, p), mode="reflect")
+    h = F.conv2d(h, taps.view(1, 1, 1, -1).repeat(C, 1, 1, 1), stride=(1, factor), groups=C)
+    return F.conv2d(h, taps.view(1, 1, -1, 1).repeat(C, 1, 1, 1), stride=(factor, 1), groups=C)
+
+
 class ASAPGenerator(nn.Module):
     """ASAP-Net generator (paper §3, Fig. 3).
 
@@ -431,15 +469,38 @@ class ASAPGenerator(nn.Module):
         return x
 
     def predict_params(self, xp: torch.Tensor) -> torch.Tensor:
-        """LR stream on padded input (N, C, H, W) -> MLP parameters (N, P, H/S, W/S) (§3.2)."""
+        """LR stream on padded input (N, C, H, W) -> MLP parameters (N, P, H/S, W/S) (§3.2).
+
+        With S1 > 1 the input is first downsampled by S1 with ``cfg.s1_filter``: PyTorch's
+        anti-aliased bilinear interpolation, or the reference's tent filter
+        (:func:`tent_downsample`).
+
+        Raises:
+            ValueError: ``cfg.lr_padding == "reflect"`` and an LR-stream convolution would read a
+                feature map of one pixel in height or width (an input of S pixels or less on a
+                side), which cannot be reflection-padded.
+        """
         H, W = xp.shape[-2:]
-        s1 = self.cfg.s1
+        cfg = self.cfg
+        if cfg.lr_padding == "reflect":
+            # the smallest map a 3x3 conv reads: the H/S x W/S grid (the deep blocks, or the first
+            # conv when S2 = 1), else the input of the last strided conv (2H/S x 2W/S)
+            k = 1 if (cfg.lr_depth > 0 or cfg.s2 == 1) else 2
+            gh, gw = k * (H // self.S), k * (W // self.S)
+            if min(gh, gw) < 2:
+                raise ValueError(f"ASAPGenerator with lr_padding='reflect': the input, padded to {H}x{W}, gives "
+                                 f"LR-stream feature maps of {gh}x{gw}, and reflection padding needs at least 2 "
+                                 f"pixels per side; give an input larger than S = {self.S} pixels in height and width")
+        s1 = cfg.s1
         if s1 == 1:
             return self.lr(xp)
         # (the anti-aliased kernel has no bf16/fp16 CPU implementation: run it in fp32 then)
         xf = xp if xp.dtype in (torch.float32, torch.float64) else xp.float()
-        xl = F.interpolate(xf, size=(H // s1, W // s1), mode="bilinear", align_corners=False,
-                           antialias=True).to(xp.dtype)
+        if cfg.s1_filter == "tent":
+            xl = tent_downsample(xf, s1).to(xp.dtype)
+        else:
+            xl = F.interpolate(xf, size=(H // s1, W // s1), mode="bilinear", align_corners=False,
+                               antialias=True).to(xp.dtype)
         return self.lr(xl)
 
     def hr_input(self, xp: torch.Tensor, region: Optional[Tuple[int, int, int, int]] = None) -> torch.Tensor:
