@@ -13,10 +13,9 @@ one id that represents its colour, so a model trained on colour labels and a ful
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -158,14 +157,10 @@ class Pix2PixCityscapes(Dataset):
         return item
 
     def __getitem__(self, i: int) -> dict:
+        from .datasets import label_photo_item
+
         ids, photo = self._load(i)
-        if self.flip and torch.rand(()).item() < 0.5:
-            ids, photo = ids[:, ::-1], photo[:, ::-1]
-        lab = torch.from_numpy(np.ascontiguousarray(ids).astype(np.int64))
-        x = torch.zeros(NUM_LABEL_IDS, *lab.shape)
-        x.scatter_(0, lab[None], 1.0)
-        target = torch.from_numpy(np.array(photo)).permute(2, 0, 1).float().div(127.5).sub(1.0)
-        return {"input": x, "target": target, "label": lab, "name": self.files[i].stem}
+        return label_photo_item(ids, photo, NUM_LABEL_IDS, self.files[i].stem, self.flip)
 
 
 def official_pairs(root: PathLike, split: str = "train") -> list:

@@ -97,6 +97,18 @@ def to_float_image(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1).float().div(127.5).sub(1.0)
 
 
+def label_photo_item(ids: np.ndarray, photo: np.ndarray, num_classes: int, name: str, flip: bool = False) -> dict:
+    """A dataset item from class ids (H, W) and a photo (H, W, 3) uint8: ``input`` (num_classes,
+    H, W) float32 one-hot, ``target`` (3, H, W) in [-1, 1], ``label`` (H, W) int64, ``name``;
+    both mirrored left-right with probability 0.5 when ``flip``."""
+    if flip and torch.rand(()).item() < 0.5:
+        ids, photo = ids[:, ::-1], photo[:, ::-1]
+    lab = torch.from_numpy(np.ascontiguousarray(ids).astype(np.int64))
+    x = torch.zeros(num_classes, *lab.shape)
+    x.scatter_(0, lab[None], 1.0)
+    return {"input": x, "target": to_float_image(photo), "label": lab, "name": name}
+
+
 class LabelPhotoDataset(Dataset):
     """Label map (+ instance map) -> photo pairs (Cityscapes, paired folders).
 

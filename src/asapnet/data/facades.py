@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .datasets import label_photo_item
 from .io import DataError, PathLike, read_image, read_label
 
 #: Class names of model ids 0..11 (file ids 1..12).
@@ -93,10 +93,4 @@ class FacadesCMP(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         lab, photo = self._load(i)
-        if self.flip and torch.rand(()).item() < 0.5:
-            lab, photo = lab[:, ::-1], photo[:, ::-1]
-        ids = torch.from_numpy(np.ascontiguousarray(lab).astype(np.int64))
-        x = torch.zeros(NUM_CLASSES, *ids.shape)
-        x.scatter_(0, ids[None], 1.0)
-        target = torch.from_numpy(np.array(photo)).permute(2, 0, 1).float().div(127.5).sub(1.0)
-        return {"input": x, "target": target, "label": ids, "name": self.pairs[i][0].stem}
+        return label_photo_item(lab, photo, NUM_CLASSES, self.pairs[i][0].stem, self.flip)
