@@ -80,6 +80,9 @@ def _add_train(sub) -> None:
     p.add_argument("--head-init", choices=["hyper", "default"], default="hyper",
                    help="translate, ASAP: initialise the LR-stream head as a hypernetwork of well-scaled MLPs "
                         "(default) or with PyTorch's default init (the MLPs collapse to one colour per tile)")
+    p.add_argument("--head-modulation", type=float, default=0.3,
+                   help="translate, ASAP, --head-init hyper: std of the per-tile part of the initial MLP weights "
+                        "(0 = every tile starts with the same MLP)")
     p.add_argument("--out", default=None, help="run folder (translate: runs/asap)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/state.safetensors")
     p.add_argument("--threads", type=int, default=None)
@@ -182,7 +185,7 @@ def cmd_train_translate(a: argparse.Namespace) -> int:
         G = create_model("asap", cfg=gcfg)
         if a.head_init == "hyper":
             from .models.asap import init_asap_hypernetwork
-            init_asap_hypernetwork(G, last_layer=1.0)
+            init_asap_hypernetwork(G, modulation=a.head_modulation, last_layer=1.0)
         model_config = gcfg.to_dict()
     else:
         model_config = {"in_channels": in_ch, **({"ngf": a.ngf} if a.ngf else {})}
@@ -195,7 +198,8 @@ def cmd_train_translate(a: argparse.Namespace) -> int:
     dcfg = DiscriminatorConfig(in_channels=in_ch + gcfg.out_channels, ndf=a.ndf, n_layers=a.n_layers_d,
                                num_scales=a.num_d)
     extra = {"num_classes": num_classes, "use_instance": use_instance, "dataset": a.dataset,
-             "head_init": a.head_init if a.model == "asap" else None,
+             "head_init": (f"{a.head_init} (modulation {a.head_modulation})" if a.head_init == "hyper" else a.head_init)
+             if a.model == "asap" else None,
              "command": "asapnet " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None}
     if a.dataset == "cityscapes-pix2pix":
         extra["label_ids"] = "cityscapes-color"  # ids sharing a colour are merged at translation time
