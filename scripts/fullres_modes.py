@@ -77,7 +77,7 @@ def main() -> None:
         x = label_to_input(p.label, int(meta["num_classes"]), bool(meta.get("use_instance")), None,
                            merge=meta.get("label_ids"), log=lambda s: None)
         labels = x[:, :int(meta["num_classes"])].argmax(1)
-        real = torch.from_numpy(read_image(p.image)).permute(2, 0, 1)[None].float() / 127.5 - 1
+        real = torch.from_numpy(np.array(read_image(p.image))).permute(2, 0, 1)[None].float() / 127.5 - 1
         outs = {}
         for m in MODES:
             t = time.perf_counter()

@@ -4,7 +4,7 @@
         [--baseline pix2pixhd=PATH --baseline spade=PATH] [--ablations runs/ablations/results.json]
 
 For every generator (ASAP = ``--checkpoint``, default the shipped model, else
-``runs/cityscapes-cpu/generator.safetensors``; baselines given with ``--baseline NAME=PATH``):
+``runs/cityscapes-asap/generator.safetensors``; baselines given with ``--baseline NAME=PATH``):
 
 * held-out pair(s) of ``cityscapes_samples/train_*`` (pairs not in the checkpoint's training list):
   PSNR, SSIM, segmentation score, with the real photo through the same segmenter as the ceiling;
@@ -44,7 +44,7 @@ TILE = (128, 256)  # (H, W) of one grid tile
 
 
 def asap_checkpoint(arg: Optional[str]) -> Optional[Path]:
-    for cand in (arg, default_checkpoint(), "runs/cityscapes-cpu/generator.safetensors"):
+    for cand in (arg, default_checkpoint(), "runs/cityscapes-asap/generator.safetensors"):
         if cand and Path(cand).is_file():
             p = Path(cand).resolve()
             return p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p
@@ -222,7 +222,7 @@ def fill_blocks(md: str, blocks: Dict[str, str]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default=None, help="ASAP generator (default: shipped, else runs/cityscapes-cpu)")
+    ap.add_argument("--checkpoint", default=None, help="ASAP generator (default: shipped, else runs/cityscapes-asap)")
     ap.add_argument("--baseline", action="append", default=[], help="NAME=PATH (pix2pixhd, spade)")
     ap.add_argument("--segmenter", default="runs/segmenter/segmenter.safetensors")
     ap.add_argument("--ablations", default="runs/ablations/results.json")

@@ -1,6 +1,6 @@
 """Copy a run's generator into the package as a shipped model (fp16 safetensors + JSON).
 
-    python scripts/ship_model.py --run runs/cityscapes-cpu --name cityscapes-cpu --command "asapnet train ..."
+    python scripts/ship_model.py --run runs/cityscapes-asap --name cityscapes --command "asapnet train ..."
 
 The metadata records the training step, the wall time (from the run's TensorBoard timing),
 the last validation metrics (metrics.jsonl) and the command, so the shipped file documents itself.

@@ -61,7 +61,7 @@ def _add_train(sub) -> None:
     # None = the task's own default (see TASK_DEFAULTS and the task modules)
     p.add_argument("--model", default=None, help="translate: asap; denoise: asap|dncnn; deblur: asap|deblurgan|msg_unet")
     p.add_argument("--preset", default=None, help="ASAP config preset (see asapnet.ASAP_PRESETS; translate: "
-                                                 "cityscapes-cpu)")
+                                                 "cityscapes-256x512-cpu)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--crop", type=parse_size, default=(256, 512), help="HxW training crop or 'none'")
@@ -97,7 +97,7 @@ def _add_train(sub) -> None:
 
 
 TASK_DEFAULTS = {
-    "translate": dict(model="asap", preset="cityscapes-cpu", steps=1000, batch_size=1, lr_g=1e-4, lr_d=4e-4,
+    "translate": dict(model="asap", preset="cityscapes-256x512-cpu", steps=1000, batch_size=1, lr_g=1e-4, lr_d=4e-4,
                       lambda_l1=0.0, out="runs/asap", sample_every=100, checkpoint_every=100),
     "segment": dict(steps=1000, batch_size=4, out="runs/segmenter"),
 }

@@ -18,7 +18,7 @@ from .data.datasets import _stem
 from .data.io import DataError, read_image, read_label
 from .data.labels import instance_edges
 
-DEFAULT_CHECKPOINT = "cityscapes-cpu.safetensors"
+DEFAULT_CHECKPOINT = "cityscapes.safetensors"
 
 
 def default_checkpoint() -> Path:
