@@ -50,3 +50,20 @@ def test_the_same_run_with_default_head_init_collapses_and_the_figures_show_it(d
     assert within_tile_contrast(y, item["label"][None], 16) < 2.0
     assert tile_seam_ratio(y, 16) > 10
     assert logged["val/seam_ratio"] > 10
+
+
+def test_cli_train_on_pix2pix_cityscapes_and_continue_from_a_checkpoint(data_root, tmp_path):
+    from asapnet.checkpoint import load_generator
+    from asapnet.cli import main
+
+    common = ["train", "--dataset", "cityscapes-pix2pix", "--data", str(data_root / "cityscapes_pix2pix"),
+              "--preset", "tiny", "--load-size", "64x128", "--crop", "none", "--no-vgg", "--lambda-l1", "20",
+              "--ndf", "8", "--num-d", "1", "--n-layers-d", "2", "--steps", "2", "--holdout", "1", "--threads", "1",
+              "--quiet"]
+    assert main(common + ["--out", str(tmp_path / "a")]) == 0
+    first, meta = load_generator(tmp_path / "a" / "generator.safetensors")
+    assert meta["dataset"] == "cityscapes-pix2pix" and meta["train_size"] == [64, 128]
+    assert meta["label_ids"] == "cityscapes-color" and meta["num_classes"] == 35
+    assert main(common + ["--out", str(tmp_path / "b"), "--init", str(tmp_path / "a" / "generator.safetensors")]) == 0
+    _, meta2 = load_generator(tmp_path / "b" / "generator.safetensors")
+    assert meta2["init_from"] == {"path": str(tmp_path / "a" / "generator.safetensors"), "step": 2}

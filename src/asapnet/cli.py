@@ -191,6 +191,14 @@ def cmd_train_translate(a: argparse.Namespace) -> int:
         model_config = {"in_channels": in_ch, **({"ngf": a.ngf} if a.ngf else {})}
         G = create_model(a.model, **model_config)
         gcfg = G
+    init_from = None
+    if getattr(a, "init", None):
+        if a.resume:
+            raise ValueError("give either --init (new run from a checkpoint's weights) or --resume, not both")
+        from .checkpoint import init_from_checkpoint, trained_steps
+        init_meta = init_from_checkpoint(G, a.init)  # also checks the architecture fits
+        init_from = {"path": str(a.init), "step": trained_steps(init_meta)}
+        print(f"initialised from {a.init} ({init_meta['model']}, step {init_from['step']})")
     tcfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, crop=a.crop, load_size=a.load_size, lr_g=a.lr_g,
                        lr_d=a.lr_d, lambda_feat=a.lambda_feat, lambda_vgg=0.0 if a.no_vgg else a.lambda_vgg,
                        lambda_l1=a.lambda_l1, gan=not a.no_gan, seed=a.seed, num_threads=a.threads,
@@ -201,6 +209,8 @@ def cmd_train_translate(a: argparse.Namespace) -> int:
              "head_init": (f"{a.head_init} (modulation {a.head_modulation})" if a.head_init == "hyper" else a.head_init)
              if a.model == "asap" else None,
              "command": "asapnet " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None}
+    if init_from is not None:
+        extra["init_from"] = init_from
     if a.dataset == "cityscapes-pix2pix":
         extra["label_ids"] = "cityscapes-color"  # ids sharing a colour are merged at translation time
     if a.dataset in ("cityscapes-pix2pix", "facades"):
