@@ -64,3 +64,12 @@ def test_shipped_names_resolve():
     for name in asapnet.shipped_models():
         model, meta = asapnet.load_model(name)
         assert not model.training and "config" in meta
+
+
+def test_shipped_facades_model_reads_cmp_label_files(data_root, tmp_path):
+    from asapnet.cli import main
+    label = data_root / "facades_cmp" / "test" / "cmp_b0001.png"
+    assert main(["translate", str(label), "-o", str(tmp_path), "--checkpoint",
+                 str(asapnet.pipeline.resolve("facades"))]) == 0
+    out = Image.open(tmp_path / "cmp_b0001.png")
+    assert out.size == Image.open(label).size and np.asarray(out).std() > 10

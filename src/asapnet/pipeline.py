@@ -23,6 +23,7 @@ from PIL import Image
 #: Shipped model names -> file in ``asapnet/weights``.
 SHIPPED: Dict[str, str] = {
     "cityscapes": "cityscapes.safetensors",
+    "facades": "facades.safetensors",
     "dncnn-s-sigma25": "dncnn-s-sigma25.safetensors",
     "sadnet-sigma25": "sadnet-sigma25.safetensors",
     "asap-denoise-blind": "asap-denoise-blind.safetensors",

@@ -48,12 +48,19 @@ def read_label_ids(label_path: Path, num_classes: int, merge: Optional[str] = No
     For Cityscapes models (``num_classes == 35``) an RGB image in the Cityscapes colours
     (``*_gtFine_color.png``) is accepted too: every pixel gets the id of its nearest palette
     colour. ``merge="cityscapes-color"`` (models trained on colour label maps) maps ids that share
-    a colour to one id (:data:`asapnet.data.cityscapes.COLOR_IDS`).
+    a colour to one id (:data:`asapnet.data.cityscapes.COLOR_IDS`); ``merge="cmp-facades"`` reads
+    CMP Facades label PNGs (ids 1..12) as the model's classes 0..11.
 
     Raises:
         DataError: unreadable file, an RGB image that is not a Cityscapes colour map (e.g. a
             photo), an id out of range (the message names the file).
     """
+    if merge == "cmp-facades":  # CMP Facades files hold ids 1..12; the model's classes are 0..11
+        label = read_label(label_path)
+        if label.min() < 1 or label.max() > num_classes:
+            bad = int(label.min() if label.min() < 1 else label.max())
+            raise DataError(f"{label_path}: label id {bad} out of range [1, {num_classes}] (CMP Facades ids)")
+        return label - 1
     try:
         label = read_label(label_path)
     except DataError as e:
