@@ -140,3 +140,10 @@ def test_exportable_graph_uses_the_models_s1_filter(s1_filter):
     x = torch.randn(1, 3, 32, 48)
     with torch.no_grad():
         assert (g(x) - ExportableASAP(g)(x)).abs().max() < 1e-5
+
+
+def test_export_of_bilinear_parameter_upsampling_matches_pytorch(tmp_path):
+    torch.manual_seed(4)
+    m = create_model("asap", cfg=asap_preset("tiny", in_channels=36, param_upsampling="bilinear")).eval()
+    path = export_onnx(m, tmp_path / "m.onnx")
+    assert max(verify_onnx(m, path, [(13, 27), (40, 24)]).values()) < TOL

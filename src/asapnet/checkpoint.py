@@ -118,6 +118,27 @@ def _generator_tensors(path: PathLike) -> Tuple[Dict[str, torch.Tensor], Dict[st
     return tensors, meta
 
 
+def init_discriminator_from_state(D: nn.Module, path: PathLike) -> bool:
+    """Copy the discriminator weights of training state ``path`` (``D.`` tensors) into ``D``.
+
+    Used by ``train --init RUN/state.safetensors`` to continue a GAN with a changed generator
+    configuration (for example ``--param-upsampling``) without retraining the discriminator from
+    scratch. Returns False (nothing copied) when ``path`` holds no discriminator, e.g. a shipped
+    generator file.
+
+    Raises:
+        ValueError: the state's discriminator does not fit ``D`` (the message names the file).
+    """
+    tensors, _ = load_tensors(path)
+    if not any(k.startswith("D.") for k in tensors):
+        return False
+    try:
+        D.load_state_dict(unprefixed("D", tensors))
+    except RuntimeError as e:
+        raise ValueError(f"{path}: its discriminator does not fit this run's (--ndf, --n-layers-d, --num-d): {e}") from None
+    return True
+
+
 def load_generator(path: PathLike, map_location: str = "cpu") -> Tuple[nn.Module, Dict[str, Any]]:
     """Load a generator checkpoint written by :func:`save_generator` or a training state.
 

@@ -80,6 +80,10 @@ def _add_train(sub) -> None:
     p.add_argument("--head-init", choices=["hyper", "default"], default="hyper",
                    help="translate, ASAP: initialise the LR-stream head as a hypernetwork of well-scaled MLPs "
                         "(default) or with PyTorch's default init (the MLPs collapse to one colour per tile)")
+    p.add_argument("--param-upsampling", choices=["nearest", "bilinear"], default=None,
+                   help="translate, ASAP: how the LR stream's MLP parameters reach every pixel: one MLP per "
+                        "S x S tile (nearest, the paper) or blended bilinearly between tile centres (no tile "
+                        "seams, 4x the HR stream's products); default: the preset's")
     p.add_argument("--head-modulation", type=float, default=0.3,
                    help="translate, ASAP, --head-init hyper: std of the per-tile part of the initial MLP weights "
                         "(0 = every tile starts with the same MLP)")
@@ -181,7 +185,8 @@ def cmd_train_translate(a: argparse.Namespace) -> int:
     if a.model == "asap":
         # an instance-edge channel goes to the LR stream only where the preset says so (reference)
         lr_only = asap_preset(a.preset).lr_only_channels if use_instance else 0
-        gcfg = asap_preset(a.preset, in_channels=in_ch, lr_only_channels=lr_only)
+        up = {"param_upsampling": a.param_upsampling} if getattr(a, "param_upsampling", None) else {}
+        gcfg = asap_preset(a.preset, in_channels=in_ch, lr_only_channels=lr_only, **up)
         G = create_model("asap", cfg=gcfg)
         if a.head_init == "hyper":
             from .models.asap import init_asap_hypernetwork
@@ -218,6 +223,11 @@ def cmd_train_translate(a: argparse.Namespace) -> int:
     if a.dataset not in ("cityscapes-pix2pix", "facades"):
         extra["train_pairs"] = [str(getattr(p, "label", p)) for p in getattr(train_set, "pairs", [])]
     trainer = Trainer(G, a.model, model_config, dcfg, tcfg, a.out, num_classes=num_classes, extra_meta=extra)
+    if init_from is not None and trainer.D is not None:
+        from .checkpoint import init_discriminator_from_state
+        if init_discriminator_from_state(trainer.D, a.init):
+            init_from["discriminator"] = True
+            print(f"discriminator initialised from {a.init}")
     budget = a.time_budget * 60 if getattr(a, "time_budget", None) else None
     train(trainer, train_set, val_set, resume=a.resume, progress=not a.quiet, time_budget_s=budget)
     if trainer.distributed:

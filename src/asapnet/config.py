@@ -21,6 +21,8 @@ NORMS = ("instance_affine", "instance", "batch", "none")
 LR_PADDINGS = ("zeros", "reflect", "replicate")
 #: Filters that downsample the LR stream's input by S1 (:attr:`ASAPConfig.s1_filter`).
 S1_FILTERS = ("antialias", "tent")
+#: How the LR stream's parameter grid is upsampled to full resolution (:attr:`ASAPConfig.param_upsampling`).
+PARAM_UPSAMPLINGS = ("nearest", "bilinear")
 
 #: Values of the :class:`ASAPConfig` fields added with the reference-faithful architecture, for
 #: checkpoints whose metadata predates them (their first LR conv was not normalised, the HR leaky
@@ -81,6 +83,14 @@ class ASAPConfig:
             by s1 / 2: :func:`asapnet.models.asap.tent_downsample`). The two differ only in the
             first and last row and column of the downsampled input; converted reference
             checkpoints use ``"tent"``.
+        param_upsampling: how the MLP parameters predicted on the H/S x W/S grid are upsampled to
+            every pixel (paper §3, Fig. 1: "upscaled back to full-resolution"). ``"nearest"`` (the
+            paper's and the reference's choice): one MLP per S x S tile, piecewise-constant
+            parameters. ``"bilinear"``: every pixel's MLP parameters are the bilinear blend
+            (``align_corners=False``, borders clamped) of the four nearest tiles' parameters, so
+            they vary continuously and the output has no tile seams; it costs four MLP products
+            per layer and pixel instead of one. The trained translators use ``"bilinear"``
+            (docs/translation.md measures both).
     """
 
     in_channels: int = CITYSCAPES_NUM_CLASSES + 1
@@ -104,6 +114,7 @@ class ASAPConfig:
     hr_window: int = 1
     lr_padding: str = "zeros"
     s1_filter: str = "antialias"
+    param_upsampling: str = "nearest"
 
     def __post_init__(self) -> None:
         for name in ("s1", "s2"):
@@ -128,6 +139,9 @@ class ASAPConfig:
             raise ValueError(f"ASAPConfig.lr_padding must be one of {'|'.join(LR_PADDINGS)}, got {self.lr_padding!r}")
         if self.s1_filter not in S1_FILTERS:
             raise ValueError(f"ASAPConfig.s1_filter must be one of {'|'.join(S1_FILTERS)}, got {self.s1_filter!r}")
+        if self.param_upsampling not in PARAM_UPSAMPLINGS:
+            raise ValueError(f"ASAPConfig.param_upsampling must be one of {'|'.join(PARAM_UPSAMPLINGS)}, "
+                             f"got {self.param_upsampling!r}")
 
     @property
     def S(self) -> int:

@@ -3,7 +3,10 @@
 A low-resolution convolutional *LR stream* looks at the input downsampled by S = S1 * S2 and
 predicts, for every cell of a coarse grid, the weights and biases of a small MLP. The
 full-resolution *HR stream* evaluates, for every pixel, the MLP of the S x S tile it lies in on
-the pixel's input value concatenated with a sinusoidal positional encoding.
+the pixel's input value concatenated with a sinusoidal positional encoding. The paper upsamples the
+parameter grid to full resolution and uses nearest-neighbour upsampling (one MLP per tile);
+``ASAPConfig.param_upsampling="bilinear"`` blends the four surrounding tiles' parameters instead
+(:meth:`HRStream.forward_bilinear`), which removes the seams between tiles.
 
 Reading order: ``positional_encoding`` (§3.3) -> ``LRStream`` (§3.2) -> ``HRStream`` (§3.1)
 -> ``ASAPGenerator``.
@@ -176,6 +179,9 @@ class HRStream(nn.Module):
     the LR-stream output, laid out layer by layer as [W_l (c_in x c_out, row major), b_l (c_out)];
     W_l is scaled by 1/sqrt(c_in) so that the predicted weights start at a sane magnitude.
 
+    With ``cfg.param_upsampling == "bilinear"`` every pixel's parameters are instead blended
+    from the four tiles around it (:meth:`forward_bilinear`).
+
     This module has no parameters of its own: it is a function of (x, params).
     """
 
@@ -191,6 +197,7 @@ class HRStream(nn.Module):
         self.fast_pixels = 4096  # pixels per batched product in forward_fast (cache-sized buffers)
         self.fast = True  # False: always the reference path (e.g. for tracing / ONNX export)
         self.workers: Optional[int] = None  # CPU tile-worker threads in forward_fast (None: torch's count)
+        self.upsampling = cfg.param_upsampling  # "nearest" (paper) | "bilinear"
 
     def param_slices(self) -> List[Tuple[int, int, slice, slice]]:
         """Layout of one tile's P parameters: per layer (c_in, c_out, slice of W_l, slice of b_l),
@@ -235,12 +242,16 @@ class HRStream(nn.Module):
         T = self.S * scale
         if params.shape[-2:] != (H // T, W // T) or H % T or W % T:
             raise ValueError(f"parameter grid {tuple(params.shape[-2:])} does not match input {H}x{W} with tiles of {T}")
+        if self.upsampling == "bilinear":
+            return self.forward_bilinear(x, F.pad(params, (1, 1, 1, 1), mode="replicate"), scale)
         if not self.fast or (torch.is_grad_enabled() and (x.requires_grad or params.requires_grad)):
             return self.forward_reference(x, params, scale)
         return self.forward_fast(x, params, scale)
 
     def forward_reference(self, x: torch.Tensor, params: torch.Tensor, scale: int = 1) -> torch.Tensor:
         """All tiles at once as batched matrix products (differentiable; used for training)."""
+        if self.upsampling == "bilinear":
+            return self.forward_bilinear(x, F.pad(params, (1, 1, 1, 1), mode="replicate"), scale)
         N, C, H, W = x.shape
         S = self.S * scale
         gh, gw = H // S, W // S
@@ -257,6 +268,74 @@ class HRStream(nn.Module):
         co = out.shape[-1]
         # (N*gh*gw, S*S, Cout) -> (N, Cout, H, W)
         return out.reshape(N, gh, gw, S, S, co).permute(0, 5, 1, 3, 2, 4).reshape(N, co, H, W)
+
+    def forward_bilinear(self, x: torch.Tensor, params: torch.Tensor, scale: int = 1) -> torch.Tensor:
+        """HR stream with bilinearly upsampled MLP parameters (``param_upsampling="bilinear"``).
+
+        Every pixel's parameters are the bilinear blend (``align_corners=False``) of the four
+        tiles whose centres surround it: phi_p = sum_k a_k(p) phi_k. The MLP is linear in its
+        weights for a given layer input, so each layer is computed as sum_k a_k (h W_k + b_k):
+        four tile products per layer, never a per-pixel weight tensor. The pixels between the
+        same four tile centres form a "dual tile" of T x T pixels (T = S * scale) offset by T/2,
+        with fixed blend weights; the image is processed as (H/T + 1) x (W/T + 1) dual tiles.
+        Same values as upsampling the parameters with ``F.interpolate(mode="bilinear")`` and
+        running one MLP per pixel (tests/test_model.py), at 4x the nearest path's products.
+
+        Args:
+            x: (N, C, H, W) HR-stream input, H and W multiples of T.
+            params: (N, P, H/T + 2, W/T + 2): the LR-stream grid with a one-cell border (the
+                replicated edge cells for a whole image, the neighbouring cells for a region).
+            scale: as in :meth:`forward`.
+
+        Returns:
+            (N, out_channels, H, W). Differentiable; without autograd it runs one row of dual
+            tiles at a time to bound memory.
+        """
+        N, C, H, W = x.shape
+        T = self.S * scale
+        gh, gw = H // T, W // T
+        if params.shape[-2:] != (gh + 2, gw + 2):
+            raise ValueError(f"bilinear HR stream: parameter grid {tuple(params.shape[-2:])} must be "
+                             f"{(gh + 2, gw + 2)} (the {gh}x{gw} grid with a one-cell border)")
+        h2 = T // 2
+        xpad = F.pad(x, (h2, h2, h2, h2))  # output pixels depend on their own input only: cropped below
+        pe = None
+        if self.num_frequencies:
+            # the encoding has period T, so a dual tile's encoding is the tile's rolled by T/2
+            pe = positional_encoding(T, T, self.num_frequencies, x.device, x.dtype, scale)
+            pe = torch.roll(pe, shifts=(h2, h2), dims=(-2, -1))
+        # blend weights of the four corners (top-left, top-right, bottom-left, bottom-right) per dual-tile pixel
+        f = (torch.arange(T, device=x.device, dtype=x.dtype) + 0.5) / T
+        fy, fx = f[:, None], f[None, :]
+        alpha = torch.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx]).reshape(4, T * T, 1)
+        P = params.shape[1]
+        corners = torch.stack([params[:, :, :-1, :-1], params[:, :, :-1, 1:], params[:, :, 1:, :-1],
+                               params[:, :, 1:, 1:]], 2)  # (N, P, 4, gh+1, gw+1)
+        grad = torch.is_grad_enabled() and (x.requires_grad or params.requires_grad)
+        whole = grad or not self.fast or _tracing()  # (ONNX export: one graph for every size)
+        rows = [(0, gh + 1)] if whole else [(r, r + 1) for r in range(gh + 1)]
+        outs = []
+        for r0, r1 in rows:
+            nr = r1 - r0
+            ft = xpad[:, :, r0 * T:r1 * T]
+            if pe is not None:
+                ft = torch.cat([ft, pe.repeat(1, 1, nr, gw + 1).expand(N, -1, -1, -1)], 1)
+            cin = ft.shape[1]
+            tiles = ft.reshape(N, cin, nr, T, gw + 1, T).permute(0, 2, 4, 3, 5, 1).reshape(-1, T * T, cin)
+            p = corners[:, :, :, r0:r1].permute(0, 3, 4, 2, 1).reshape(-1, 4, P)  # (B, 4, P)
+            layers = [self.split_params(p[:, k]) for k in range(4)]
+            h = tiles
+            for i in range(len(self.dims)):
+                z = None
+                for k in range(4):
+                    w, b = layers[k][i]
+                    zk = torch.baddbmm(b, h, w) * alpha[k]
+                    z = zk if z is None else z + zk
+                h = F.leaky_relu(z, self.slope) if i < len(self.dims) - 1 else z
+            co = h.shape[-1]
+            outs.append(h.reshape(N, nr, gw + 1, T, T, co).permute(0, 5, 1, 3, 2, 4).reshape(N, co, nr * T, (gw + 1) * T))
+        y = outs[0] if len(outs) == 1 else torch.cat(outs, 2)
+        return y[:, :, h2:h2 + H, h2:h2 + W]
 
     def forward_fast(self, x: torch.Tensor, params: torch.Tensor, scale: int = 1) -> torch.Tensor:
         """Inference path, same values as :meth:`forward_reference` (up to fp32 rounding).
@@ -544,6 +623,10 @@ class ASAPGenerator(nn.Module):
         if any(v % S for v in region) or top + h > xp.shape[-2] or left + w > xp.shape[-1] or h <= 0 or w <= 0:
             raise ValueError(f"region {region} must be multiples of S={S} inside the padded input {tuple(xp.shape[-2:])}")
         xc = xp[..., top:top + h, left:left + w]
+        if self.cfg.param_upsampling == "bilinear":  # the region's grid with its neighbouring cells
+            pp = F.pad(params, (1, 1, 1, 1), mode="replicate")
+            pc = pp[..., top // S:(top + h) // S + 2, left // S:(left + w) // S + 2]
+            return self._finish(self.hr.forward_bilinear(self.hr_input(xp, region), pc), xc)
         pc = params[..., top // S:(top + h) // S, left // S:(left + w) // S]
         return self._finish(self.hr(self.hr_input(xp, region), pc), xc)
 
