@@ -52,7 +52,7 @@ def test_bad_inputs_are_one_clear_error(tiny):
     t = asapnet.Translator.from_pretrained(tiny)
     with pytest.raises(DataError, match=r"label id 40 out of range \[0, 35\)"):
         t(np.full((8, 8), 40))
-    with pytest.raises(DataError, match="not a Cityscapes colour label map"):
+    with pytest.raises(DataError, match="nor a Cityscapes colour label map"):
         t(np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8))
     with pytest.raises(DataError, match="integer type"):
         t(np.zeros((8, 8), np.float32))
@@ -73,3 +73,16 @@ def test_shipped_facades_model_reads_cmp_label_files(data_root, tmp_path):
                  str(asapnet.pipeline.resolve("facades"))]) == 0
     out = Image.open(tmp_path / "cmp_b0001.png")
     assert out.size == Image.open(label).size and np.asarray(out).std() > 10
+
+
+def test_facades_translator_reads_arrays_with_the_files_ids(data_root):
+    # CMP Facades label files hold ids 1..12: an array, a PIL image and the path give one input
+    label = data_root / "facades_cmp" / "test" / "cmp_b0001.png"
+    t = asapnet.Translator.from_pretrained("facades")
+    arr = np.asarray(Image.open(label))
+    assert arr.min() >= 1
+    x_path, x_arr, x_pil = t.encode(label), t.encode(arr), t.encode(Image.open(label))
+    assert torch.equal(x_path, x_arr) and torch.equal(x_path, x_pil)
+    assert torch.equal(x_path.argmax(1)[0], torch.from_numpy(arr.astype(np.int64) - 1))
+    with pytest.raises(DataError, match=r"label id 0 out of range \[1, 12\] \(CMP Facades ids\)"):
+        t.encode(arr - 1)

@@ -110,48 +110,33 @@ class Translator:
         model, meta = load_model(name_or_path, device)
         return cls(model, meta, device, mode)
 
-    def _ids(self, label: LabelInput) -> np.ndarray:
-        from .data.cityscapes import COLOR_IDS, colors_to_ids
-        from .data.io import DataError
-        from .translate import read_label_ids
-
+    @staticmethod
+    def _array(label: LabelInput) -> Union[Path, np.ndarray]:
+        """A path stays a path (read by the file readers); anything else becomes a numpy array."""
         if isinstance(label, (str, Path)):
-            return read_label_ids(Path(label), self.num_classes, self.meta.get("label_ids"))
+            return Path(label)
         if isinstance(label, Image.Image):
-            label = np.asarray(label.convert("RGB") if label.mode in ("RGB", "RGBA") else label)
-        arr = label.cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
-        if arr.ndim == 3 and arr.shape[-1] == 3:
-            arr, far = colors_to_ids(arr.astype(np.uint8))
-            if far > 0.05:
-                raise DataError(f"label map: an RGB image that is not a Cityscapes colour label map "
-                                f"({far:.0%} of its pixels are far from every colour)")
-        if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
-            raise DataError(f"label map: expected class ids (H, W) of an integer type, got {arr.shape} {arr.dtype}")
-        arr = arr.astype(np.int64)
-        if arr.min() < 0 or arr.max() >= self.num_classes:
-            raise DataError(f"label map: label id {int(arr.max() if arr.max() >= self.num_classes else arr.min())} "
-                            f"out of range [0, {self.num_classes})")
-        return COLOR_IDS[arr] if self.meta.get("label_ids") == "cityscapes-color" else arr
+            return np.asarray(label.convert("RGB") if label.mode in ("RGB", "RGBA") else label)
+        return label.cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
 
     def encode(self, label: LabelInput, instance: Optional[LabelInput] = None) -> torch.Tensor:
-        """The generator input (1, num_classes [+1], H, W) float32 of a label map (+ instance map)."""
-        from .data.io import DataError, read_label
-        from .data.labels import instance_edges
+        """The generator input (1, num_classes [+1], H, W) float32 of a label map (+ instance
+        map): class ids or Cityscapes colours as in the model's training files (CMP Facades:
+        ids 1..12), read by :func:`asapnet.translate.label_ids_from_array`."""
+        from .data.io import read_label
+        from .translate import encode_labels, label_ids_from_array, read_label_ids
 
-        ids = self._ids(label)
-        x = torch.zeros(1, self.num_classes, *ids.shape)
-        x.scatter_(1, torch.from_numpy(ids)[None, None], 1.0)
-        if self.use_instance:
-            if instance is None:
-                self.warnings.append("no instance map given; using the label boundaries as instance edges")
-                inst = ids
-            else:
-                inst = read_label(Path(instance)) if isinstance(instance, (str, Path)) else np.asarray(
-                    instance.cpu() if isinstance(instance, torch.Tensor) else instance)
-            if inst.shape != ids.shape:
-                raise DataError(f"instance map: size {inst.shape[::-1]} does not match the label map {ids.shape[::-1]}")
-            x = torch.cat([x, torch.from_numpy(instance_edges(inst))[None, None]], 1)
-        return x
+        merge = self.meta.get("label_ids")
+        lab = self._array(label)
+        if isinstance(lab, Path):
+            ids, source = read_label_ids(lab, self.num_classes, merge), str(lab)
+        else:
+            ids, source = label_ids_from_array(lab, self.num_classes, merge), "label map"
+        inst = None
+        if self.use_instance and instance is not None:
+            inst = self._array(instance)
+            inst = read_label(inst) if isinstance(inst, Path) else inst
+        return encode_labels(ids, self.num_classes, self.use_instance, inst, source, log=self.warnings.append)
 
     @torch.inference_mode()
     def __call__(self, label: LabelInput, instance: Optional[LabelInput] = None, output: str = "pil"):

@@ -41,77 +41,109 @@ def find_instance_map(label_path: Path, instance_dir: Optional[Path] = None) -> 
     return next((c for c in cands if c.is_file() and _stem(c) == stem), None)
 
 
-def read_label_ids(label_path: Path, num_classes: int, merge: Optional[str] = None) -> np.ndarray:
-    """Read a label map as class ids (H, W) int64 in [0, num_classes).
+def label_ids_from_array(arr: np.ndarray, num_classes: int, merge: Optional[str] = None,
+                         source: str = "label map") -> np.ndarray:
+    """Class ids (H, W) int64 in [0, num_classes) of a label array, as a model expects them.
 
-    Index PNGs (Cityscapes ``*_gtFine_labelIds.png``, palette-mode PNGs) are read as they are.
-    For Cityscapes models (``num_classes == 35``) an RGB image in the Cityscapes colours
-    (``*_gtFine_color.png``) is accepted too: every pixel gets the id of its nearest palette
-    colour. ``merge="cityscapes-color"`` (models trained on colour label maps) maps ids that share
-    a colour to one id (:data:`asapnet.data.cityscapes.COLOR_IDS`); ``merge="cmp-facades"`` reads
-    CMP Facades label PNGs (ids 1..12) as the model's classes 0..11.
+    ``arr`` holds class ids (H, W) of an integer type, or, for Cityscapes models
+    (``num_classes == 35``), a Cityscapes colour label map (H, W, 3) uint8: every pixel gets the
+    id of its nearest palette colour. ``merge="cityscapes-color"`` (models trained on colour label
+    maps) maps ids that share a colour to one id (:data:`asapnet.data.cityscapes.COLOR_IDS`);
+    ``merge="cmp-facades"``: ``arr`` holds CMP Facades ids 1..12, as in the dataset's files,
+    read as the model's classes 0..11. ``source`` names the input in error messages.
+
+    Raises:
+        DataError: an RGB array that is not a Cityscapes colour map (e.g. a photo), a shape or
+            dtype that is not a label map, an id out of range.
+    """
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4) and num_classes == NUM_LABEL_IDS and merge != "cmp-facades":
+        arr, far = colors_to_ids(np.ascontiguousarray(arr[..., :3]).astype(np.uint8))
+        if far > 0.05:
+            raise DataError(f"{source}: is an RGB colour image, not a label map of class ids, nor a Cityscapes "
+                            f"colour label map ({far:.0%} of its pixels are far from every Cityscapes colour)")
+    if arr.ndim != 2 or not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
+        raise DataError(f"{source}: expected class ids (H, W) of an integer type, got shape {arr.shape} {arr.dtype}")
+    label = arr.astype(np.int64)
+    lo, hi = (1, num_classes) if merge == "cmp-facades" else (0, num_classes - 1)
+    if label.size and (label.min() < lo or label.max() > hi):
+        bad = int(label.max() if label.max() > hi else label.min())
+        allowed = f"[1, {num_classes}] (CMP Facades ids)" if merge == "cmp-facades" else f"[0, {num_classes})"
+        raise DataError(f"{source}: label id {bad} out of range {allowed}")
+    if merge == "cmp-facades":  # CMP Facades files hold ids 1..12; the model's classes are 0..11
+        return label - 1
+    if merge == "cityscapes-color":
+        return COLOR_IDS[label]
+    return label
+
+
+def read_label_ids(label_path: Path, num_classes: int, merge: Optional[str] = None) -> np.ndarray:
+    """Read a label map file as class ids (H, W) int64 in [0, num_classes).
+
+    Index PNGs (Cityscapes ``*_gtFine_labelIds.png``, palette-mode PNGs) are read as they are;
+    for Cityscapes models an RGB image in the Cityscapes colours (``*_gtFine_color.png``) is
+    accepted too. ``merge`` as in :func:`label_ids_from_array`.
 
     Raises:
         DataError: unreadable file, an RGB image that is not a Cityscapes colour map (e.g. a
             photo), an id out of range (the message names the file).
     """
-    if merge == "cmp-facades":  # CMP Facades files hold ids 1..12; the model's classes are 0..11
-        label = read_label(label_path)
-        if label.min() < 1 or label.max() > num_classes:
-            bad = int(label.min() if label.min() < 1 else label.max())
-            raise DataError(f"{label_path}: label id {bad} out of range [1, {num_classes}] (CMP Facades ids)")
-        return label - 1
     try:
-        label = read_label(label_path)
+        arr = read_label(label_path)
     except DataError as e:
-        if num_classes != NUM_LABEL_IDS or "RGB colour image" not in str(e):
+        if num_classes != NUM_LABEL_IDS or merge == "cmp-facades" or "RGB colour image" not in str(e):
             raise
-        rgb = read_image(label_path)
-        label, far = colors_to_ids(rgb)
-        if far > 0.05:
-            raise DataError(f"{label_path}: is an RGB colour image, not a label map of class ids, nor a Cityscapes "
-                            f"colour label map ({far:.0%} of its pixels are far from every Cityscapes colour)") from None
-    if label.max() >= num_classes or label.min() < 0:
-        bad = int(label.max() if label.max() >= num_classes else label.min())
-        raise DataError(f"{label_path}: label id {bad} out of range [0, {num_classes})")
-    if merge == "cityscapes-color":
-        label = COLOR_IDS[label]
-    return label
+        arr = read_image(label_path)
+    return label_ids_from_array(arr, num_classes, merge, source=str(label_path))
+
+
+def encode_labels(label: np.ndarray, num_classes: int, use_instance: bool, instance: Optional[np.ndarray] = None,
+                  source: str = "label map", instance_source: str = "instance map",
+                  log: Optional[Callable[[str], None]] = None) -> torch.Tensor:
+    """One-hot generator input (1, num_classes [+1], H, W) float32 in {0, 1} of class ids
+    ``label`` (H, W) int64, plus the instance-edge channel of ``instance`` (H, W) when the model
+    has one (:func:`asapnet.data.labels.instance_edges`, SPADE/pix2pixHD's edges).
+
+    Without an instance map the edges of the label map itself (boundaries between classes) are
+    used, with one line through ``log``; without ``log`` that is an error.
+
+    Raises:
+        DataError: a missing instance map (without ``log``) or an instance map of another size.
+    """
+    lab = torch.from_numpy(np.ascontiguousarray(label, dtype=np.int64))
+    x = torch.zeros(1, num_classes, *lab.shape)
+    x.scatter_(1, lab[None, None], 1.0)
+    if not use_instance:
+        return x
+    if instance is None:
+        if log is None:
+            raise DataError(f"{source}: this model needs an instance map and none was found "
+                            "(give --instance-dir, or place *_gtFine_instanceIds.png next to it)")
+        log(f"warning: {Path(source).name}: no instance map found; using the label boundaries as instance edges")
+        edges = instance_edges(label)
+    else:
+        instance = np.asarray(instance)
+        if instance.shape != label.shape:
+            raise DataError(f"{instance_source}: size {instance.shape[1]}x{instance.shape[0]} does not match "
+                            f"label map {source} ({label.shape[1]}x{label.shape[0]})")
+        edges = instance_edges(instance)
+    return torch.cat([x, torch.from_numpy(edges)[None, None]], 1)
 
 
 def label_to_input(label_path: Path, num_classes: int, use_instance: bool,
                    instance_path: Optional[Path] = None, merge: Optional[str] = None,
                    log: Optional[Callable[[str], None]] = None) -> torch.Tensor:
-    """Read a label map (+ instance map) into a generator input (1, num_classes [+1], H, W),
-    float32 one-hot in {0, 1} (+ the instance-edge channel in {0, 1}).
-
-    A model with an instance-edge channel and no instance map gets the edges of the label map
-    itself (boundaries between classes), with one line through ``log``; without ``log`` that is
-    an error.
+    """Read a label map file (+ instance map file) into a generator input (1, num_classes [+1],
+    H, W), float32 one-hot in {0, 1} (+ the instance-edge channel in {0, 1}):
+    :func:`read_label_ids` then :func:`encode_labels`.
 
     Raises:
         DataError: unreadable file, id out of range, a missing instance map (without ``log``),
             or a size mismatch.
     """
     label = read_label_ids(label_path, num_classes, merge)
-    lab = torch.from_numpy(label)
-    x = torch.zeros(1, num_classes, *lab.shape)
-    x.scatter_(1, lab[None, None], 1.0)
-    if use_instance:
-        if instance_path is None:
-            if log is None:
-                raise DataError(f"{label_path}: this model needs an instance map and none was found "
-                                "(give --instance-dir, or place *_gtFine_instanceIds.png next to it)")
-            log(f"warning: {label_path.name}: no instance map found; using the label boundaries as instance edges")
-            edges = instance_edges(label)
-        else:
-            inst = read_label(instance_path)
-            if inst.shape != label.shape:
-                raise DataError(f"{instance_path}: size {inst.shape[1]}x{inst.shape[0]} does not match label map "
-                                f"{label_path} ({label.shape[1]}x{label.shape[0]})")
-            edges = instance_edges(inst)
-        x = torch.cat([x, torch.from_numpy(edges)[None, None]], 1)
-    return x
+    inst = read_label(instance_path) if (use_instance and instance_path is not None) else None
+    return encode_labels(label, num_classes, use_instance, inst, str(label_path), str(instance_path), log)
 
 
 #: How :func:`run_generator` reaches an input larger than the model's training size.
