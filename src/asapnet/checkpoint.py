@@ -36,6 +36,11 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
+def write_text_atomic(path: PathLike, text: str) -> None:
+    """Atomically replace the text file ``path`` with ``text``."""
+    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+
+
 def save_tensors(path: PathLike, tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> None:
     """Atomically write ``tensors`` to a safetensors file with ``meta`` (JSON) as metadata."""
     t = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}

@@ -89,6 +89,10 @@ def _add_train(sub) -> None:
                         "(0 = every tile starts with the same MLP)")
     p.add_argument("--out", default=None, help="run folder (translate: runs/asap)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/state.safetensors")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in an --out folder that holds a run: delete its state, generator, run.json, "
+                        "metrics.jsonl, samples/ and tb/ first (without --resume or --overwrite such a folder "
+                        "is refused)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample-every", type=int, default=None, help="(translate: 100)")
@@ -128,7 +132,7 @@ def cmd_train_translate(a: argparse.Namespace) -> int:
     from .models import create_model
     import torch
 
-    from .train import Trainer, train
+    from .train import Trainer, prepare_run_dir, train
 
     if a.dataset == "ab":
         full = AlignedABDataset(a.data, a.direction, a.load_size, flip=True)
@@ -229,6 +233,12 @@ def cmd_train_translate(a: argparse.Namespace) -> int:
             init_from["discriminator"] = True
             print(f"discriminator initialised from {a.init}")
     budget = a.time_budget * 60 if getattr(a, "time_budget", None) else None
+    # after --init has read its checkpoint (it may lie in the folder --overwrite clears); only the
+    # main process deletes, and nobody writes to the folder before every process has checked it
+    prepare_run_dir(a.out, a.resume, getattr(a, "overwrite", False), clear=trainer.is_main)
+    if trainer.distributed:
+        import torch.distributed as dist
+        dist.barrier()
     train(trainer, train_set, val_set, resume=a.resume, progress=not a.quiet, time_budget_s=budget)
     if trainer.distributed:
         import torch.distributed as dist

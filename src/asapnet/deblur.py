@@ -48,7 +48,7 @@ from .losses import PretrainedWeightsUnavailable, feature_matching_loss, hinge_d
 from .models import create_model
 from .models.deblurgan import PatchCritic
 from .models.msg_unet import MSGDiscriminator, MSGUNet, pyramid
-from .train import Trainer, _random_region, train
+from .train import Trainer, _random_region, prepare_run_dir, train
 
 #: ASAP-Net for RGB deblurring: S = 4 (the LR stream sees the image at full resolution), instance
 #: norm, no spectral norm, residual output (input + per-pixel MLP output), no tanh.
@@ -640,6 +640,7 @@ def cmd_train_deblur(a: argparse.Namespace) -> int:
                             sharp_dir=a.sharp_dir,
                             val_images=a.val_images or 0)
     out = Path(_opt(a, "out") or f"runs/deblur-{name}")
+    prepare_run_dir(out, a.resume, getattr(a, "overwrite", False))  # refuses a run folder without --resume/--overwrite
     print(f"training {name} for deblurring -> {out}")
     budget = a.time_budget * 60 if a.time_budget else None
     trainer = train_deblur(model, name, mcfg, data, cfg, gp, out, getattr(a, "data_root", None), resume=a.resume,

@@ -40,7 +40,7 @@ from .data.denoise import (BLIND_SIGMA_RANGE, DNCNN_SCALES, DenoisePatchDataset,
 from .data.io import PathLike, list_images
 from .models import create_model
 from .models.asap import ASAPGenerator, init_asap_hypernetwork
-from .train import Trainer, train
+from .train import Trainer, prepare_run_dir, train
 
 #: Shipped checkpoints in ``asapnet/weights``.
 DNCNN_CHECKPOINT = "dncnn-s-sigma25.safetensors"
@@ -397,6 +397,7 @@ def cmd_train_denoise(a: argparse.Namespace) -> int:
                       checkpoint_every=_opt(a, "checkpoint_every"), device=getattr(a, "device", "cpu") or "cpu")
     tag = f"sigma{sigma:g}" if sigma is not None else "blind"
     out = Path(_opt(a, "out") or f"runs/denoise-{model_name}-{tag}")
+    prepare_run_dir(out, a.resume, getattr(a, "overwrite", False))  # refuses a run folder without --resume/--overwrite
     print(f"training {model_name} ({tag}) -> {out}")
     trainer = train_denoiser(model, model_name, mcfg, data, cfg, out, getattr(a, "data_root", None),
                              resume=a.resume, progress=not getattr(a, "quiet", False),

@@ -12,6 +12,10 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional
@@ -24,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from .checkpoint import (load_optimizer, load_tensors, optimizer_tensors, prefixed, save_generator, save_tensors,
-                         unprefixed)
+                         unprefixed, write_text_atomic)
 from .config import DiscriminatorConfig, TrainConfig
 from .losses import VGGPerceptualLoss, feature_matching_loss, hinge_d_loss, hinge_g_loss
 from .models.asap import ASAPGenerator
@@ -32,6 +36,137 @@ from .models.discriminator import MultiscaleDiscriminator
 
 STATE_FILE = "state.safetensors"
 GENERATOR_FILE = "generator.safetensors"
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+#: Files whose presence marks a folder as holding a training run (see :func:`prepare_run_dir`).
+RUN_MARKERS = (STATE_FILE, GENERATOR_FILE, RUN_FILE)
+#: What a run writes into its folder; ``--overwrite`` deletes these and nothing else.
+RUN_OUTPUTS = (STATE_FILE, GENERATOR_FILE, GENERATOR_FILE + ".json", RUN_FILE, METRICS_FILE, "samples", "tb")
+
+
+def prepare_run_dir(out: str | Path, resume: bool = False, overwrite: bool = False, clear: bool = True) -> None:
+    """Check the run folder ``out`` before ``asapnet train`` starts (every task).
+
+    A folder that already holds a run (``state.safetensors``, ``generator.safetensors`` or
+    ``run.json``) is only used with ``resume`` (continue it) or ``overwrite`` (start again: the
+    run's own files, :data:`RUN_OUTPUTS` and interrupted atomic writes, are deleted first; other
+    files in the folder are left alone). An empty, missing or unrelated folder is always fine.
+
+    Args:
+        clear: with ``overwrite``, delete the old run's files (False on the non-main processes
+            of a distributed run, which only check).
+
+    Raises:
+        ValueError: ``out`` holds a run and neither flag is given, or both flags are given (the
+            CLI turns it into one error line and exit status 2).
+    """
+    out = Path(out)
+    if resume and overwrite:
+        raise ValueError("give either --resume (continue the run) or --overwrite (start it again), not both")
+    found = [name for name in RUN_MARKERS if (out / name).exists()]
+    if not found or resume:
+        return
+    if not overwrite:
+        raise ValueError(f"{out} already holds a training run ({', '.join(found)}): pass --resume to continue it "
+                         "or --overwrite to delete it and start again")
+    if not clear:
+        return
+    for name in RUN_OUTPUTS:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink(missing_ok=True)
+    for name in (STATE_FILE, GENERATOR_FILE, GENERATOR_FILE + ".json"):  # leftovers of killed atomic writes
+        for tmp in out.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+class TrainingInterrupted(SystemExit):
+    """Raised by :func:`train` when SIGINT or SIGTERM arrived: the running step was finished and
+    a checkpoint written first. A ``SystemExit`` whose code is 128 + the signal number (130 for
+    SIGINT, 143 for SIGTERM), so left uncaught it ends the process with that status and no
+    traceback.
+
+    Attributes:
+        signum: the signal received. step: the step of the checkpoint written (``None`` when a
+        second signal stopped the process before it was written). path: that checkpoint.
+    """
+
+    def __init__(self, signum: int, step: Optional[int] = None, path: Optional[Path] = None):
+        super().__init__(128 + signum)
+        self.signum, self.step, self.path = signum, step, path
+
+
+class StopSignals:
+    """Context manager: while active, SIGINT and SIGTERM only record the signal in
+    :attr:`signum` (the training loop stops after the running step, see :func:`train`); a second
+    signal raises :class:`TrainingInterrupted` at once. The previous handlers are restored on
+    exit. A signal the process ignores stays ignored; outside the main thread (where Python
+    cannot install handlers) it does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self._previous: Dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is None:
+            self.signum = signum
+            return
+        print(f"{signal.Signals(signum).name} again: stopping now, without a new checkpoint", file=sys.stderr,
+              flush=True)
+        raise TrainingInterrupted(signum)
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                if signal.getsignal(s) is not signal.SIG_IGN:  # e.g. SIGINT of a `cmd &` background job
+                    self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self._previous.items():
+            signal.signal(s, signal.SIG_DFL if h is None else h)  # None: a handler not set from Python
+        self._previous.clear()
+
+
+def _stop_signal(stop: StopSignals, trainer: "Trainer") -> int:
+    """The signal that asks training to stop (0: none); under torchrun the largest over the
+    processes, so that every process leaves the loop after the same step."""
+    signum = stop.signum or 0
+    if trainer.distributed:
+        on_gpu = dist.get_backend() == "nccl"
+        t = torch.tensor([signum], dtype=torch.int64, device=trainer.device if on_gpu else "cpu")
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        signum = int(t.item())
+    return signum
+
+
+def drop_metrics_after(path: str | Path, step: int) -> None:
+    """Make ``metrics.jsonl`` at ``path`` end at ``step``: lines of later steps (logged by a run
+    that was then interrupted before its next checkpoint, and about to be redone) and torn lines
+    (a write cut by a kill) are removed, with an atomic rewrite. Nothing happens when the file is
+    missing or already consistent."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    text = path.read_text()
+    keep = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), (int, float)) and row["step"] > step:
+            continue
+        keep.append(line)
+    new = "".join(line + "\n" for line in keep)
+    if new != text:
+        write_text_atomic(path, new)
 
 
 def label_colors(n: int) -> torch.Tensor:
@@ -355,6 +490,14 @@ def train(trainer: Trainer, dataset: Dataset, val_dataset: Optional[Dataset] = N
     step past the budget, with the same final samples, validation and checkpoint. Every
     checkpoint records the seconds of wall clock this call has run in its metadata
     (``train_seconds_last_call``).
+
+    Lines of ``metrics.jsonl`` logged after the starting step (by a run killed before its next
+    checkpoint) are dropped first, so a resumed run logs every step once.
+
+    SIGINT / SIGTERM during the loop finish the running step, write a checkpoint (unless that
+    step just wrote one), print ``interrupted at step N, saved to ...`` and raise
+    :class:`TrainingInterrupted` (exit status 130 / 143 when uncaught); the previous signal
+    handlers are restored when this returns or raises.
     """
     cfg = trainer.cfg
     if cfg.num_threads:
@@ -366,7 +509,8 @@ def train(trainer: Trainer, dataset: Dataset, val_dataset: Optional[Dataset] = N
     main = trainer.is_main
     if main:
         trainer.out.mkdir(parents=True, exist_ok=True)
-        (trainer.out / "run.json").write_text(json.dumps(trainer.meta(), indent=2, default=str))
+        drop_metrics_after(trainer.out / METRICS_FILE, trainer.step)
+        (trainer.out / RUN_FILE).write_text(json.dumps(trainer.meta(), indent=2, default=str))
     # The order of every epoch is a function of (seed, epoch) alone (DistributedSampler, also for
     # one process), and a resumed run starts the interrupted epoch at its next batch: kill + resume
     # visits the same batches as an uninterrupted run.
@@ -383,11 +527,28 @@ def train(trainer: Trainer, dataset: Dataset, val_dataset: Optional[Dataset] = N
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=trainer.step, dynamic_ncols=True)
     t0, start = time.time(), trainer.step
+    try:
+        with StopSignals() as stop:
+            _loop(trainer, batches, val_dataset, bar, on_step, time_budget_s, stop, t0, start)
+    finally:
+        if bar is not None:
+            bar.close()
+        if trainer._writer is not None:
+            trainer._writer.flush()
+    return trainer
+
+
+def _loop(trainer: Trainer, batches: Iterator[tuple], val_dataset: Optional[Dataset], bar: Any,
+          on_step: Optional[Callable[[int, Dict[str, float]], None]], time_budget_s: Optional[float],
+          stop: StopSignals, t0: float, start: int) -> None:
+    """The steps of :func:`train` from ``trainer.step`` on (see there)."""
+    cfg, main = trainer.cfg, trainer.is_main
     while trainer.step < cfg.steps:
         trainer.epoch, batch = next(batches)
         logs = trainer.train_step(batch)
         s = trainer.step
         last = s == cfg.steps or (time_budget_s is not None and time.time() - t0 > time_budget_s)
+        saved = False
         if bar is not None:
             bar.update(1)
             bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in logs.items()})
@@ -406,17 +567,25 @@ def train(trainer: Trainer, dataset: Dataset, val_dataset: Optional[Dataset] = N
                 vals = {}
             vals.update(trainer.health())
             if vals:
-                with open(trainer.out / "metrics.jsonl", "a") as f:
+                with open(trainer.out / METRICS_FILE, "a") as f:
                     f.write(json.dumps({"step": s, **vals}) + "\n")
             # wall time of this call (a resumed run counts from its own start), in the checkpoint metadata
             trainer.extra_meta["train_seconds_last_call"] = round(time.time() - t0, 3)
             trainer.save()
+            saved = True
         if on_step is not None:
             on_step(s, logs)
+        signum = _stop_signal(stop, trainer)
+        if signum:
+            path = trainer.out / STATE_FILE
+            if main:
+                if not saved:
+                    trainer.extra_meta["train_seconds_last_call"] = round(time.time() - t0, 3)
+                    trainer.save()
+                if bar is not None:
+                    bar.close()
+                print(f"interrupted at step {s}, saved to {path}", file=sys.stderr, flush=True)
+            raise TrainingInterrupted(signum, s, path)
         if last:
             break
-    if bar is not None:
-        bar.close()
-    if trainer._writer is not None:
-        trainer._writer.flush()
     return trainer
