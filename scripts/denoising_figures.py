@@ -1,4 +1,4 @@
-"""Figures and speed table of docs/denoising.md (issue 4).
+"""Figures and speed table of docs/denoising.md (Gaussian denoising, DnCNN-S vs ASAP).
 
     python scripts/denoising_figures.py grid  --out docs/denoising_grid.png
     python scripts/denoising_figures.py speed --sizes 512,1024 --repeats 5 --threads 1
@@ -14,7 +14,7 @@ share the same machine load), after one warm-up pass; prints a Markdown table an
 ``curve``: the measured DnCNN-S σ = 25 training curve (``docs/dncnn_curve.json``: BSD68 PSNR
 after each run of the shipped checkpoint chain) against steps on a log axis, with the
 least-squares fit PSNR = a + b·log2(steps) over the points from ``--fit-from`` steps on, and
-the steps (of batch 16) at which that fit reaches the 28.9 dB target and the published 29.23 dB.
+the steps (of batch 16) at which that fit reaches the 28.9 dB threshold and the published 29.23 dB.
 An extrapolation, printed and drawn as such, not a measurement.
 
 Checkpoints default to the shipped ones in ``src/asapnet/weights``.
@@ -100,7 +100,7 @@ def speed(models: Dict[str, torch.nn.Module], sizes: List[int], repeats: int) ->
 
 def curve(data: Dict, out: Path, fit_from: int = 3000) -> Dict[str, float]:
     """Plot BSD68 PSNR (dB) against training steps (log2 axis) with the log-linear fit; returns the
-    fit (``a``, ``b`` in dB per doubling) and the extrapolated steps for the target and the paper.
+    fit (``a``, ``b`` in dB per doubling) and the extrapolated steps for the threshold and the paper.
 
     Raises:
         ValueError: fewer than two points at or after ``fit_from`` steps.
@@ -115,7 +115,7 @@ def curve(data: Dict, out: Path, fit_from: int = 3000) -> Dict[str, float]:
         raise ValueError(f"need at least two measured points at >= {fit_from} steps to fit, got {len(fit)}")
     b, a = np.polyfit(np.log2([p["steps"] for p in fit]), [p["bsd68"] for p in fit], 1)
     steps_for = {name: float(2 ** ((db - a) / b)) for name, db in
-                 (("target", data["target_bsd68"]), ("published", data["published_bsd68"]))}
+                 (("threshold", data["threshold_bsd68"]), ("published", data["published_bsd68"]))}
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     ax.plot([p["steps"] for p in pts], [p["bsd68"] for p in pts], "o-", label="measured (asapnet evaluate)")
     for i, p in enumerate(pts):  # alternate below / above the curve so neighbouring labels do not overlap
@@ -124,7 +124,7 @@ def curve(data: Dict, out: Path, fit_from: int = 3000) -> Dict[str, float]:
     xs = np.geomspace(fit[0]["steps"], steps_for["published"] * 1.2, 50)
     ax.plot(xs, a + b * np.log2(xs), "--", color="gray",
             label=f"fit from {fit_from} steps: {b:+.3f} dB per doubling (extrapolation)")
-    ax.axhline(data["target_bsd68"], color="tab:red", lw=0.8, label=f"issue target {data['target_bsd68']} dB")
+    ax.axhline(data["threshold_bsd68"], color="tab:red", lw=0.8, label=f"threshold {data['threshold_bsd68']} dB")
     paper_steps, paper_batch = data["published_steps_x_batch"]
     ax.axhline(data["published_bsd68"], color="tab:green", lw=0.8,
                label=f"published DnCNN-S {data['published_bsd68']} dB ({paper_steps // 1000} k steps x {paper_batch})")
@@ -139,7 +139,7 @@ def curve(data: Dict, out: Path, fit_from: int = 3000) -> Dict[str, float]:
     fig.savefig(out)
     plt.close(fig)
     print(f"wrote {out}")
-    return {"a": float(a), "b_db_per_doubling": float(b), "steps_for_target": steps_for["target"],
+    return {"a": float(a), "b_db_per_doubling": float(b), "steps_for_threshold": steps_for["threshold"],
             "steps_for_published": steps_for["published"], "fit_points": len(fit)}
 
 

@@ -41,6 +41,13 @@ def test_clopper_pearson_interval_known_values():
     assert binomial_p_value(10, 10) == pytest.approx(2 / 1024)
     with pytest.raises(ValueError):
         binomial_ci(11, 10)
+    # values of scipy.stats.binomtest (the implementation before the exact computation here)
+    lo, hi = binomial_ci(3, 20, confidence=0.9)
+    assert lo == pytest.approx(0.042169407885778595, rel=1e-9) and hi == pytest.approx(0.34366380431470434, rel=1e-9)
+    lo, hi = binomial_ci(10, 10)
+    assert hi == 1.0 and lo == pytest.approx(1 - 0.30850, abs=1e-4)
+    assert binomial_p_value(2, 10) == 0.109375 and binomial_p_value(7, 10) == 0.34375
+    assert binomial_p_value(5, 10) == 1.0 and binomial_p_value(0, 1) == 1.0
 
 
 def test_match_folders_by_stem(tmp_path):

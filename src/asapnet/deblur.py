@@ -1,4 +1,4 @@
-"""Motion deblurring with DeblurGAN, ASAP-Net and the MSG U-Net (issue 7).
+"""Motion deblurring with DeblurGAN, ASAP-Net and the MSG U-Net.
 
 Library functions:
 

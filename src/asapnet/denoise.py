@@ -1,4 +1,4 @@
-"""Gaussian image denoising with ASAP-Net and the DnCNN baseline (issue 4).
+"""Gaussian image denoising with ASAP-Net and the DnCNN baseline.
 
 Library functions:
 

@@ -1,4 +1,4 @@
-"""Synthetic motion blur (camera shake) and blurred/sharp image pairs for deblurring (issue 7).
+"""Synthetic motion blur (camera shake) and blurred/sharp image pairs for deblurring.
 
 Blur model (DeblurGAN, Kupyn et al. CVPR 2018 §4.1 "Motion blur generation", after Boracchi &
 Foi, "Modeling the performance of image restoration from motion blur", IEEE TIP 21(8), 2012):

@@ -1,7 +1,7 @@
 """DnCNN: residual-learning denoising CNN (Zhang, Zuo, Chen, Meng, Zhang, "Beyond a Gaussian
 Denoiser: Residual Learning of Deep CNN for Image Denoising", IEEE TIP 26(7), 2017, §III).
 
-The baseline the ASAP denoiser is compared with (issue 4):
+The baseline the ASAP denoiser is compared with (docs/denoising.md):
 
 * DnCNN-S, known noise level: ``create_model("dncnn")`` (depth 17, 64 channels).
 * DnCNN-B, blind: ``create_model("dncnn", depth=20)``.
