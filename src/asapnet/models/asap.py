@@ -307,14 +307,14 @@ class HRStream(nn.Module):
         # blend weights of the four corners (top-left, top-right, bottom-left, bottom-right) per dual-tile pixel
         f = (torch.arange(T, device=x.device, dtype=x.dtype) + 0.5) / T
         fy, fx = f[:, None], f[None, :]
-        alpha = torch.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx]).reshape(4, T * T, 1)
+        alpha = torch.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], -1).reshape(T * T, 4)
         P = params.shape[1]
         corners = torch.stack([params[:, :, :-1, :-1], params[:, :, :-1, 1:], params[:, :, 1:, :-1],
                                params[:, :, 1:, 1:]], 2)  # (N, P, 4, gh+1, gw+1)
         grad = torch.is_grad_enabled() and (x.requires_grad or params.requires_grad)
         whole = grad or not self.fast or _tracing()  # (ONNX export: one graph for every size)
         rows = [(0, gh + 1)] if whole else [(r, r + 1) for r in range(gh + 1)]
-        outs = []
+        outs, buf = [], {}
         for r0, r1 in rows:
             nr = r1 - r0
             ft = xpad[:, :, r0 * T:r1 * T]
@@ -323,15 +323,24 @@ class HRStream(nn.Module):
             cin = ft.shape[1]
             tiles = ft.reshape(N, cin, nr, T, gw + 1, T).permute(0, 2, 4, 3, 5, 1).reshape(-1, T * T, cin)
             p = corners[:, :, :, r0:r1].permute(0, 3, 4, 2, 1).reshape(-1, 4, P)  # (B, 4, P)
-            layers = [self.split_params(p[:, k]) for k in range(4)]
             h = tiles
-            for i in range(len(self.dims)):
-                z = None
-                for k in range(4):
-                    w, b = layers[k][i]
-                    zk = torch.baddbmm(b, h, w) * alpha[k]
-                    z = zk if z is None else z + zk
-                h = F.leaky_relu(z, self.slope) if i < len(self.dims) - 1 else z
+            nb = h.shape[0]
+            for i, (ci, co, ws, bs) in enumerate(self.param_slices()):
+                # sum_k a_k (h W_k + b_k) = [a_1 h, .., a_4 h, a_1, .., a_4] @ [W_1; ..; W_4; b_1; ..; b_4]:
+                # one (T*T, 4 ci + 4) @ (4 ci + 4, co) product per dual tile
+                w = torch.cat([p[:, :, ws].reshape(nb, 4 * ci, co) * (1.0 / math.sqrt(ci)), p[:, :, bs]], 1)
+                if whole:
+                    ha = torch.cat([(h[:, :, None, :] * alpha[None, :, :, None]).reshape(nb, T * T, 4 * ci),
+                                    alpha.expand(nb, -1, -1)], 2)
+                else:  # inference: the blended input written into a reused buffer
+                    ha = buf.get((nb, ci))
+                    if ha is None:
+                        ha = buf[(nb, ci)] = torch.empty(nb, T * T, 4 * ci + 4, dtype=x.dtype, device=x.device)
+                        ha[:, :, 4 * ci:] = alpha
+                    torch.mul(h[:, :, None, :], alpha[None, :, :, None], out=ha[:, :, :4 * ci].view(nb, T * T, 4, ci))
+                h = torch.bmm(ha, w)
+                if i < len(self.dims) - 1:
+                    h = F.leaky_relu(h, self.slope) if whole else F.leaky_relu_(h, self.slope)
             co = h.shape[-1]
             outs.append(h.reshape(N, nr, gw + 1, T, T, co).permute(0, 5, 1, 3, 2, 4).reshape(N, co, nr * T, (gw + 1) * T))
         y = outs[0] if len(outs) == 1 else torch.cat(outs, 2)
