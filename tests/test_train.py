@@ -99,3 +99,18 @@ def test_time_budget_ends_training_with_final_checkpoint_and_validation(tmp_path
     assert meta["step"] == 1
     rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["step"] for r in rows] == [1]
+
+
+def test_random_crops_cover_border_tiles_nearly_as_often_as_centre_ones():
+    import random as _random
+    from asapnet.train import _random_region
+    _random.seed(0)
+    cover = [0] * 32
+    for _ in range(4000):
+        top, left, h, w = _random_region(256, 512, (256, 256), 16)
+        assert top == 0 and (h, w) == (256, 256) and 0 <= left <= 256 and left % 16 == 0
+        for c in range(left // 16, (left + w) // 16):
+            cover[c] += 1
+    # a start drawn inside the image only would cover the first column in 1 of 17 crops
+    assert min(cover[0], cover[-1]) > 0.45 * max(cover), cover
+    assert _random_region(100, 40, (256, 256), 8) == (0, 0, 96, 40)  # crop larger than the image: whole image
