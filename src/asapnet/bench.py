@@ -26,6 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .argtypes import device, non_negative_int, positive_int
 from .config import CITYSCAPES_NUM_CLASSES
 from .models import create_model, list_models
 from .models.inference import optimize_for_inference
@@ -471,12 +472,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench", help="time ASAP-Net against pix2pixHD, SPADE and pix2pix")
     p.add_argument("--models", default="asap,pix2pixhd,spade,pix2pix", help="comma-separated registered names")
     p.add_argument("--sizes", default="256x512,512x1024,1024x2048", help="comma-separated HEIGHTxWIDTH")
-    p.add_argument("--repeats", type=int, default=5, help="timed passes per model and size")
-    p.add_argument("--warmup", type=int, default=1, help="untimed passes before timing")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed passes per model and size")
+    p.add_argument("--warmup", type=non_negative_int, default=1, help="untimed passes before timing")
+    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N or mps")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--preset", default=None, help="ASAP preset for every size (default: by size, paper §3.2)")
-    p.add_argument("--num-classes", type=int, default=CITYSCAPES_NUM_CLASSES,
+    p.add_argument("--num-classes", type=positive_int, default=CITYSCAPES_NUM_CLASSES,
                    help="label classes; inputs get one more channel for instance edges")
     p.add_argument("--json", action="store_true", help="print one JSON object per (model, size), no table")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="save runtime vs resolution plot")

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
+from .argtypes import device, non_negative_float, non_negative_int, positive_int
 from .bench import add_parser as _add_bench, cmd_bench
 from .data.io import DataError
 from .deblur import add_deblur_parser, add_evaluate_deblur_args, add_train_deblur_args, cmd_deblur, \
@@ -56,26 +57,26 @@ def _add_train(sub) -> None:
     p.add_argument("--data", default=None, help="dataset folder (default <data-root>/cityscapes_samples)")
     p.add_argument("--label-dir"), p.add_argument("--image-dir"), p.add_argument("--inst-dir")
     p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"])
-    p.add_argument("--num-classes", type=int, default=35)
+    p.add_argument("--num-classes", type=positive_int, default=35)
     p.add_argument("--no-instance", action="store_true", help="do not use instance edge maps")
     # None = the task's own default (see TASK_DEFAULTS and the task modules)
     p.add_argument("--model", default=None, help="translate: asap; denoise: asap|dncnn; deblur: asap|deblurgan|msg_unet")
     p.add_argument("--preset", default=None, help="ASAP config preset (see asapnet.ASAP_PRESETS; translate: "
                                                  "cityscapes-256x512-cpu)")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--steps", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--crop", type=parse_size, default=(256, 512), help="HxW training crop or 'none'")
     p.add_argument("--load-size", type=parse_size, default=None, help="resize inputs to HxW first")
-    p.add_argument("--lr-g", type=float, default=None, help="G learning rate (translate: 1e-4, TTUR)")
-    p.add_argument("--lr-d", type=float, default=None, help="D learning rate (translate: 4e-4, TTUR)")
-    p.add_argument("--lambda-feat", type=float, default=10.0)
-    p.add_argument("--lambda-vgg", type=float, default=10.0)
+    p.add_argument("--lr-g", type=non_negative_float, default=None, help="G learning rate (translate: 1e-4, TTUR)")
+    p.add_argument("--lr-d", type=non_negative_float, default=None, help="D learning rate (translate: 4e-4, TTUR)")
+    p.add_argument("--lambda-feat", type=non_negative_float, default=10.0)
+    p.add_argument("--lambda-vgg", type=non_negative_float, default=10.0)
     p.add_argument("--no-vgg", action="store_true", help="train without the VGG19 perceptual loss")
-    p.add_argument("--lambda-l1", type=float, default=None, help="L1 reconstruction weight (translate: 0)")
+    p.add_argument("--lambda-l1", type=non_negative_float, default=None, help="L1 reconstruction weight (translate: 0)")
     p.add_argument("--no-gan", action="store_true", help="no discriminator (reconstruction losses only)")
-    p.add_argument("--ndf", type=int, default=64), p.add_argument("--n-layers-d", type=int, default=4)
-    p.add_argument("--num-d", type=int, default=2, help="discriminator scales")
-    p.add_argument("--holdout", type=int, default=0, help="hold the last K pairs out for validation "
+    p.add_argument("--ndf", type=positive_int, default=64), p.add_argument("--n-layers-d", type=positive_int, default=4)
+    p.add_argument("--num-d", type=positive_int, default=2, help="discriminator scales")
+    p.add_argument("--holdout", type=non_negative_int, default=0, help="hold the last K pairs out for validation "
                    "(cityscapes-pix2pix / facades: validate on the first K pairs of the val / test split)")
     p.add_argument("--head-init", choices=["hyper", "default"], default="hyper",
                    help="translate, ASAP: initialise the LR-stream head as a hypernetwork of well-scaled MLPs "
@@ -84,7 +85,7 @@ def _add_train(sub) -> None:
                    help="translate, ASAP: how the LR stream's MLP parameters reach every pixel: one MLP per "
                         "S x S tile (nearest, the paper) or blended bilinearly between tile centres (no tile "
                         "seams, 4x the HR stream's products); default: the preset's")
-    p.add_argument("--head-modulation", type=float, default=0.3,
+    p.add_argument("--head-modulation", type=non_negative_float, default=0.3,
                    help="translate, ASAP, --head-init hyper: std of the per-tile part of the initial MLP weights "
                         "(0 = every tile starts with the same MLP)")
     p.add_argument("--out", default=None, help="run folder (translate: runs/asap)")
@@ -93,11 +94,11 @@ def _add_train(sub) -> None:
                    help="start again in an --out folder that holds a run: delete its state, generator, run.json, "
                         "metrics.jsonl, samples/ and tb/ first (without --resume or --overwrite such a folder "
                         "is refused)")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sample-every", type=int, default=None, help="(translate: 100)")
-    p.add_argument("--checkpoint-every", type=int, default=None, help="(translate: 100)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--sample-every", type=positive_int, default=None, help="(translate: 100)")
+    p.add_argument("--checkpoint-every", type=positive_int, default=None, help="(translate: 100)")
+    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N or mps")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_train_denoise_args(p)
     add_train_deblur_args(p)
@@ -271,7 +272,7 @@ def _add_translate(sub) -> None:
                    help="inputs larger than the training size: pixelwise = LR stream at the training scale, "
                         "per-pixel MLPs at full resolution (ASAP-Net default); bilinear = translate downsampled, "
                         "upsample the output; native = run at the input size as is")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
 
 
 def cmd_translate(a: argparse.Namespace) -> int:
@@ -302,9 +303,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--data-root", default=None, help="default $ASAPNET_DATA or ../shared/data")
     p.add_argument("--metrics", default=None, help="translate: comma-separated metrics")
     p.add_argument("--sigma", type=parse_sigmas, default=[15.0, 25.0, 50.0], help="denoise: sigma list, e.g. 15,25,50")
-    p.add_argument("--seed", type=int, default=0, help="noise / blur seed")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="noise / blur seed")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
     add_evaluate_translate_args(p, shared=False)
     add_evaluate_deblur_args(p, shared=False)
 
@@ -355,10 +356,44 @@ COMMANDS["convert"] = cmd_convert
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one ``asapnet`` command; returns its exit status.
+
+    One error path: a bad command line (argparse, including the ``type=`` checks of
+    :mod:`asapnet.argtypes`) and every user error raised by a command (:class:`DataError`,
+    ``ValueError`` from config validation, ``FileNotFoundError``, ``PermissionError``,
+    ``IsADirectoryError`` and other ``OSError`` such as a read-only or full output folder, missing
+    pretrained weights) print exactly one line ``asapnet <command>: error: <message>`` on stderr
+    and give exit status 2, without a traceback. Any other exception is a bug and keeps its
+    traceback.
+    """
+    import contextlib
+    import io
+
+    def one_line(text: str) -> str:
+        return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+    def message(e: BaseException) -> str:  # OSError naming a file: "FILE: reason", not "[Errno 13] ...: 'FILE'"
+        if isinstance(e, OSError) and e.strerror and e.filename is not None:
+            two = f" -> {os.fsdecode(e.filename2)}" if e.filename2 is not None else ""
+            return one_line(f"{os.fsdecode(e.filename)}{two}: {e.strerror}")
+        return one_line(str(e)) or type(e).__name__
+
     for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as \udcxx escapes
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            args = parser.parse_args(argv)
+    except SystemExit as e:
+        text = captured.getvalue()
+        if e.code == 2 and text.strip():  # argparse: usage + "prog: error: msg" -> the error line only
+            print(one_line(text.strip().splitlines()[-1]), file=sys.stderr)
+        else:
+            sys.stderr.write(text)
+        raise
+    sys.stderr.write(captured.getvalue())
     try:
         rc = COMMANDS[args.command](args)
         if args.command == "demo":
@@ -368,8 +403,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             sys.stdout.flush(), sys.stderr.flush()
             os._exit(rc)
         return rc
-    except (DataError, FileNotFoundError, ValueError, PretrainedWeightsUnavailable) as e:
-        print(f"asapnet {args.command}: error: {e}", file=sys.stderr)
+    except (DataError, ValueError, PretrainedWeightsUnavailable, OSError) as e:
+        print(f"asapnet {args.command}: error: {message(e)}", file=sys.stderr)
+        return 2
+    except SystemExit as e:
+        if not isinstance(e.code, str):  # exit statuses (e.g. 130 / 143 after a signal) pass through
+            raise
+        text = one_line(e.code)  # a command's refusal: the same one line and status 2
+        prefix = f"asapnet {args.command}: "
+        text = text[len(prefix):] if text.startswith(prefix) else text
+        print(f"asapnet {args.command}: error: {text}", file=sys.stderr)
         return 2
 
 

@@ -39,6 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
+from .argtypes import non_negative_float, non_negative_int, positive_float, positive_int
 from .config import ASAPConfig, DiscriminatorConfig, TrainConfig
 from .data.blur import (BlurConfig, BlurTestDataset, PairedBlurDataset, SyntheticBlurDataset, load_rgb, quantize,
                         deterministic_blur, to_uint8_image)
@@ -590,22 +591,22 @@ def add_train_deblur_args(p: argparse.ArgumentParser) -> None:
                                                  "instead of synthetic blur on the shared photos")
     g.add_argument("--sharp-dir", default=None, help="folder of sharp photos to blur synthetically "
                                                      "(default: the shared Cityscapes + CBSD68 training photos)")
-    g.add_argument("--crop-size", type=int, default=128, help="square training crop side")
-    g.add_argument("--crops-per-image", type=int, default=16)
-    g.add_argument("--critic-iters", type=int, default=5, help="WGAN-GP critic steps per generator step")
-    g.add_argument("--gp-lambda", type=float, default=10.0, help="gradient-penalty weight")
-    g.add_argument("--lambda-content", type=float, default=100.0, help="VGG19 conv3_3 MSE weight")
-    g.add_argument("--critic-ndf", type=int, default=64)
-    g.add_argument("--ngf", type=int, default=None, help="generator width of a baseline (translate: pix2pixhd, pix2pix; deblur: DeblurGAN, MSG U-Net)")
-    g.add_argument("--n-blocks", type=int, default=None, help="DeblurGAN ResBlocks")
-    g.add_argument("--hr-window", type=int, default=None,
+    g.add_argument("--crop-size", type=positive_int, default=128, help="square training crop side")
+    g.add_argument("--crops-per-image", type=positive_int, default=16)
+    g.add_argument("--critic-iters", type=positive_int, default=5, help="WGAN-GP critic steps per generator step")
+    g.add_argument("--gp-lambda", type=non_negative_float, default=10.0, help="gradient-penalty weight")
+    g.add_argument("--lambda-content", type=non_negative_float, default=100.0, help="VGG19 conv3_3 MSE weight")
+    g.add_argument("--critic-ndf", type=positive_int, default=64)
+    g.add_argument("--ngf", type=positive_int, default=None, help="generator width of a baseline (translate: pix2pixhd, pix2pix; deblur: DeblurGAN, MSG U-Net)")
+    g.add_argument("--n-blocks", type=positive_int, default=None, help="DeblurGAN ResBlocks")
+    g.add_argument("--hr-window", type=positive_int, default=None,
                    help="ASAP: the per-pixel MLPs read the k x k neighbourhood (odd k; default 1, the paper)")
     g.add_argument("--lr-norm", choices=["instance", "batch", "none"], default=None,
                    help="ASAP: LR-stream normalisation (default instance)")
     if "--val-images" not in p._option_string_actions:  # shared with --task denoise in `asapnet train`
-        g.add_argument("--val-images", type=int, default=None,
+        g.add_argument("--val-images", type=non_negative_int, default=None,
                        help="held-out images scored every checkpoint (default: deblur 0, denoise 3)")
-    g.add_argument("--time-budget", type=float, default=None, metavar="MIN",
+    g.add_argument("--time-budget", type=positive_float, default=None, metavar="MIN",
                    help="stop after this many minutes (wall clock) and write the checkpoint "
                         "(denoise: the learning-rate decay follows the budget)")
 
@@ -670,10 +671,10 @@ def add_evaluate_deblur_args(p: argparse.ArgumentParser, shared: bool = True) ->
         p.add_argument("--data", nargs="*", default=None,
                        help="folder(s) of sharp test images (default: the held-out synthetic set)")
         p.add_argument("--data-root", default=None)
-        p.add_argument("--seed", type=int, default=0, help="blur seed")
+        p.add_argument("--seed", type=non_negative_int, default=0, help="blur seed")
         p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
-        p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--scale", type=float, default=1.0, help="resize factor of --data images (deblur)")
+        p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--scale", type=positive_float, default=1.0, help="resize factor of --data images (deblur)")
     p.add_argument("--fid", action="store_true", help="also FID (needs the InceptionV3 weights; deblur)")
 
 
@@ -721,9 +722,9 @@ def add_deblur_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="image files")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--checkpoint", required=True, help="generator .safetensors (asapnet train --task deblur)")
-    p.add_argument("--blur-seed", type=int, default=None,
+    p.add_argument("--blur-seed", type=non_negative_int, default=None,
                    help="treat the inputs as sharp and apply the deterministic blur of this seed first; reports PSNR")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
     return p
 
 

@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from .argtypes import non_negative_float, non_negative_int, positive_int
 from .config import DiscriminatorConfig, TrainConfig, asap_preset
 from .data.datasets import data_root
 from .data.denoise import (BLIND_SIGMA_RANGE, DNCNN_SCALES, DenoisePatchDataset, NoisyTestDataset,
@@ -348,24 +349,24 @@ def parse_sigmas(s: str) -> List[float]:
         vals = [float(v) for v in s.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"sigma list must look like 15,25,50, got {s!r}") from None
-    if not vals or any(v < 0 for v in vals):
-        raise argparse.ArgumentTypeError(f"sigma list must hold values >= 0, got {s!r}")
+    if not vals or any(not math.isfinite(v) or v < 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"sigma list must hold finite values >= 0, got {s!r}")
     return vals
 
 
 def add_train_denoise_args(p: argparse.ArgumentParser) -> None:
     """Options of ``asapnet train --task denoise`` that the GAN ``train`` parser lacks."""
     g = p.add_argument_group("denoising (--task denoise)")
-    g.add_argument("--sigma", type=float, default=None, help="fixed training noise σ on the 0-255 scale (default 25)")
+    g.add_argument("--sigma", type=non_negative_float, default=None, help="fixed training noise σ on the 0-255 scale (default 25)")
     g.add_argument("--blind", action="store_true", help="blind training, σ ~ U[10, 55] per patch")
-    g.add_argument("--patch-size", type=int, default=None, help="training patch side (default 40 dncnn, 48 asap)")
-    g.add_argument("--patches-per-image", type=int, default=64)
-    g.add_argument("--depth", type=int, default=None, help="DnCNN depth (default 17 = DnCNN-S, 20 with --blind)")
+    g.add_argument("--patch-size", type=positive_int, default=None, help="training patch side (default 40 dncnn, 48 asap)")
+    g.add_argument("--patches-per-image", type=positive_int, default=64)
+    g.add_argument("--depth", type=positive_int, default=None, help="DnCNN depth (default 17 = DnCNN-S, 20 with --blind)")
     g.add_argument("--loss", choices=["l2", "l1"], default="l2")
     g.add_argument("--init", default=None, metavar="CHECKPOINT",
                    help="start from the weights of this generator checkpoint (e.g. a shipped one); the "
                         "optimiser, step and schedule start fresh (use --resume to continue a run folder)")
-    g.add_argument("--val-images", type=int, default=None,
+    g.add_argument("--val-images", type=non_negative_int, default=None,
                    help="held-out images scored every checkpoint (default: denoise 3 Set12 images, deblur 0)")
 
 
@@ -413,9 +414,9 @@ def add_evaluate_denoise_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", nargs="+", required=True,
                    help="folder(s) of clean test images, e.g. ../shared/data/denoise/BSD68")
     p.add_argument("--sigma", type=parse_sigmas, default=[15.0, 25.0, 50.0], help="σ list, e.g. 15,25,50")
-    p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="noise seed")
     p.add_argument("--json", action="store_true", help="print one JSON object per line instead of a table")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
 
 
 def cmd_evaluate_denoise(a: argparse.Namespace) -> int:
@@ -445,10 +446,10 @@ def add_denoise_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None,
                    help=f"denoiser .safetensors (default: the shipped blind ASAP model {ASAP_CHECKPOINT}; "
                         f"'dncnn' = the shipped {DNCNN_CHECKPOINT}, 'sadnet' = {SADNET_CHECKPOINT})")
-    p.add_argument("--sigma", type=float, default=None,
+    p.add_argument("--sigma", type=non_negative_float, default=None,
                    help="treat the inputs as clean and add noise of this σ (0-255) first; reports PSNR")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--threads", type=positive_int, default=None)
     return p
 
 

@@ -58,6 +58,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from .argtypes import positive_int
 from .checkpoint import load_generator
 from .data.datasets import LabelPhotoDataset, Pair, _stem, cityscapes_pairs
 from .data.io import DataError
@@ -767,23 +768,23 @@ def add_evaluate_translate_args(p: argparse.ArgumentParser, shared: bool = True)
                        help=f"comma-separated, from {','.join(ALL_METRICS)} (default {','.join(TABLE_METRICS)}; "
                             f"--dataset cityscapes: {','.join(DEFAULT_METRICS)})")
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-        p.add_argument("--threads", type=int, default=None)
+        p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--dataset", choices=DATASETS, default=None,
                    help="cityscapes-pix2pix: <data-root>/cityscapes_pix2pix/val; facades: <data-root>/facades_cmp/test "
                         "(both: a table with the checkpoints, two trivial images and the real photos); cityscapes: "
                         "the held-out pairs of <data-root>/cityscapes_samples, one checkpoint (default: the "
                         "checkpoint's training dataset)")
-    p.add_argument("--limit", type=int, default=None, help="score only the first N images (cityscapes-pix2pix, facades)")
-    p.add_argument("--tile", type=int, default=None, help="tile size S of tile_contrast / seam_ratio "
+    p.add_argument("--limit", type=positive_int, default=None, help="score only the first N images (cityscapes-pix2pix, facades)")
+    p.add_argument("--tile", type=positive_int, default=None, help="tile size S of tile_contrast / seam_ratio "
                                                          "(default: the ASAP checkpoint's S, else 16)")
     p.add_argument("--train-data", default=None, help="training split the trivial images are computed on "
                                                       "(default: the 'train' folder next to the data folder)")
-    p.add_argument("--trivial-sample", type=int, default=300,
+    p.add_argument("--trivial-sample", type=positive_int, default=300,
                    help="training photos (evenly spaced) the trivial images are computed from (default 300)")
     p.add_argument("--split", default="train", help="cityscapes: {split}_label/_img/_inst folders to read (default train)")
     p.add_argument("--pairs", choices=["heldout", "all"], default="heldout",
                    help="cityscapes: score only pairs the checkpoint was not trained on (default) or all")
-    p.add_argument("--holdout", type=int, default=None, help="cityscapes: score the last K pairs instead")
+    p.add_argument("--holdout", type=positive_int, default=None, help="cityscapes: score the last K pairs instead")
     p.add_argument("--size", default=None, help="HxW to generate at (default: the checkpoint's training size; "
                                                 "256x512 for cityscapes-pix2pix, 256x256 for facades)")
     p.add_argument("--segmenter", default=None, help="segmenter .safetensors for segscore")

@@ -37,6 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
+from .argtypes import positive_int
 from .models.asap import ASAPGenerator, tent_downsample
 from .models.inference import prepare_for_inference
 
@@ -329,13 +330,13 @@ def add_export_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a generator to ONNX (dynamic height/width) and verify it")
     p.add_argument("--checkpoint", default=None, help="generator .safetensors (default: the shipped model)")
     p.add_argument("-o", "--out", required=True, help="the .onnx file to write")
-    p.add_argument("--opset", type=int, default=None, help=f"ONNX opset (default {DEFAULT_OPSET}, "
+    p.add_argument("--opset", type=positive_int, default=None, help=f"ONNX opset (default {DEFAULT_OPSET}, "
                    f"{DEFAULT_OPSET_DYNAMO} with --dynamo)")
     p.add_argument("--verify-sizes", type=_sizes, default=None,
                    help="HxW,HxW sizes compared with PyTorch (default: two sizes derived from S)")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
     p.add_argument("--dynamo", action="store_true", help="use the torch.export-based exporter (slow)")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
     return p
 
 

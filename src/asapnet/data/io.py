@@ -1,10 +1,21 @@
-"""Reading images and label maps with one clear error per bad file."""
+"""Reading images and label maps with one clear error per bad file.
+
+Every read checks the image size stored in the file's header before decoding it: an image of more
+than :func:`max_pixels` pixels (default :data:`DEFAULT_MAX_PIXELS` = 8192 x 8192, which takes
+full-resolution 2048 x 1024 Cityscapes frames and 4096 x 4096 images and refuses 9000 x 9000) is a
+:class:`DataError` naming the file, its size and the limit. Raise the limit with the environment
+variable ``ASAPNET_MAX_PIXELS`` (a number of pixels, e.g. ``ASAPNET_MAX_PIXELS=200000000``) or, in
+Python, by setting ``asapnet.data.io.MAX_PIXELS``. This limit replaces Pillow's decompression-bomb
+warning (``PIL.Image.MAX_IMAGE_PIXELS``, 89 M pixels); Pillow's decompression-bomb error (more than
+twice that) becomes the same :class:`DataError`.
+"""
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -13,12 +24,78 @@ PathLike = Union[str, os.PathLike]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
+#: Largest image read by default, in pixels (width x height): 8192 x 8192 = 67,108,864.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+#: Environment variable that raises (or lowers) the limit, in pixels.
+MAX_PIXELS_ENV = "ASAPNET_MAX_PIXELS"
+#: Limit set in Python (pixels); ``None``: ``$ASAPNET_MAX_PIXELS``, else :data:`DEFAULT_MAX_PIXELS`.
+MAX_PIXELS: Optional[int] = None
+
+#: Formats Pillow reports for JPEG files (MPO: multi-picture JPEG, written by some cameras).
+JPEG_FORMATS = ("JPEG", "MPO")
+
 
 class DataError(ValueError):
     """A data file is missing, unreadable or inconsistent. The message names the file."""
 
 
+def max_pixels() -> int:
+    """The largest image (width x height, in pixels) :func:`read_image` and :func:`read_label`
+    decode: :data:`MAX_PIXELS` if set, else ``$ASAPNET_MAX_PIXELS``, else :data:`DEFAULT_MAX_PIXELS`.
+
+    Raises:
+        DataError: ``ASAPNET_MAX_PIXELS`` (or ``MAX_PIXELS``) is not a positive integer.
+    """
+    if MAX_PIXELS is not None:
+        value, source = MAX_PIXELS, "asapnet.data.io.MAX_PIXELS"
+    else:
+        value, source = os.environ.get(MAX_PIXELS_ENV, "").strip(), MAX_PIXELS_ENV
+        if not value:
+            return DEFAULT_MAX_PIXELS
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        n = int(value)
+    except (TypeError, ValueError, OverflowError):
+        n = 0
+    if n <= 0:
+        raise DataError(f"{source}: expected a positive number of pixels (e.g. {DEFAULT_MAX_PIXELS}), got {value!r}")
+    return n
+
+
+def _raise_hint() -> str:
+    where = "asapnet.data.io.MAX_PIXELS" if MAX_PIXELS is not None else f"the environment variable {MAX_PIXELS_ENV}"
+    return f"to read it, set {where} to a larger number of pixels"
+
+
+def check_image_size(path: PathLike, size: Tuple[int, int], limit: Optional[int] = None) -> None:
+    """Refuse an image of ``size`` (width, height) read from ``path`` when it has more than
+    ``limit`` (default :func:`max_pixels`) pixels.
+
+    Raises:
+        DataError: naming the file, its size, the limit and how to raise it.
+    """
+    limit = max_pixels() if limit is None else limit
+    w, h = int(size[0]), int(size[1])
+    if w * h > limit:
+        raise DataError(f"{path}: image too large: {w}x{h} = {w * h:,} pixels, more than the limit of {limit:,} "
+                        f"pixels; {_raise_hint()}")
+
+
+def _pillow_too_large(p: Path, e: Exception, limit: int) -> DataError:
+    """DataError for Pillow's DecompressionBombError/Warning, which give the pixel count only."""
+    m = re.search(r"\((\d+) pixels\)", str(e))
+    pixels = int(m.group(1)) if m else None
+    if pixels is not None and pixels > limit:
+        return DataError(f"{p}: image too large: {pixels:,} pixels, more than the limit of {limit:,} pixels; "
+                         f"{_raise_hint()}")
+    return DataError(f"{p}: image too large for Pillow's decompression-bomb limit "
+                     f"(PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}; raise it as well as {MAX_PIXELS_ENV}): "
+                     f"{' '.join(str(e).split())}")
+
+
 def _open(path: PathLike) -> Image.Image:
+    """Open and decode ``path`` after checking its header's size against :func:`max_pixels`."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: file not found")
@@ -26,14 +103,27 @@ def _open(path: PathLike) -> Image.Image:
         raise DataError(f"{p}: is a directory, expected an image file")
     if p.stat().st_size == 0:
         raise DataError(f"{p}: empty file (0 bytes)")
+    limit = max_pixels()
+    img = None
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(p)
+            # our limit decides (it is below Pillow's warning threshold unless the user raised it);
+            # Pillow's DecompressionBombError (over twice its threshold) is turned into a DataError below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(p)  # reads the header only
+            check_image_size(p, img.size, limit)  # before anything is decoded or allocated
             img.load()
+    except DataError:
+        if img is not None:
+            img.close()
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DataError(f"{p}: image too large (possible decompression bomb): {e}") from None
+        if img is not None:
+            img.close()
+        raise _pillow_too_large(p, e, limit) from None
     except (OSError, SyntaxError, ValueError) as e:
+        if img is not None:
+            img.close()
         raise DataError(f"{p}: cannot read image (corrupt or truncated?): {e}") from None
     return img
 
@@ -45,7 +135,8 @@ def read_image(path: PathLike, channels: int = 3) -> np.ndarray:
     16-bit images are scaled to 8 bits.
 
     Raises:
-        DataError: missing, empty, corrupt or oversized file (the message names the file).
+        DataError: missing, empty, corrupt file, or one of more than :func:`max_pixels` pixels
+            (checked in the header, before decoding; the message names the file).
     """
     img = _open(path)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -67,11 +158,22 @@ def read_label(path: PathLike, palette: Optional[Sequence[Sequence[int]]] = None
     Index images (8/16/32-bit gray, or palette 'P' PNGs whose pixel values are the ids) are read
     as is. RGB colour label maps need ``palette``: a list of (r, g, b), the i-th colour is id i.
 
+    JPEG files are refused, whatever their extension (the format Pillow reports decides): JPEG
+    compression changes pixel values at class boundaries, so the ids (or colours) read back are not
+    the ones written. Datasets stored as JPEG by design (the pix2pix Cityscapes A|B images) are
+    read with :func:`read_image` and mapped to the nearest palette colour by their own loader.
+
     Raises:
-        DataError: unreadable file, an RGB map without palette, or a colour not in the palette.
+        DataError: unreadable file, a file of more than :func:`max_pixels` pixels (checked in the
+            header, before decoding), a JPEG file, an RGB map without palette, or a colour not in
+            the palette.
     """
     img = _open(path)
     p = Path(path)
+    if img.format in JPEG_FORMATS:
+        img.close()
+        raise DataError(f"{p}: is a JPEG image, not a lossless label map: JPEG compression changes label ids "
+                        "(at class boundaries); save label and instance maps as PNG")
     if img.mode in ("RGB", "RGBA"):
         rgb = np.asarray(img.convert("RGB"))
         if palette is None:

@@ -1,5 +1,5 @@
 """Architectures. Importing this package registers every model with the registry."""
-from .registry import create_model, list_models, register_model
+from .registry import create_model, list_models, model_factory, register_model
 from .asap import ASAPGenerator, HRStream, LRStream, positional_encoding
 from .discriminator import MultiscaleDiscriminator, PatchDiscriminator
 from .pix2pix import Pix2PixUNet

@@ -36,6 +36,17 @@ def create_model(name: str, **kwargs) -> nn.Module:
     return _MODELS[name](**kwargs)
 
 
+def model_factory(name: str) -> Callable[..., nn.Module]:
+    """The factory registered under ``name`` (to inspect its keyword arguments without building).
+
+    Raises:
+        KeyError: unknown name (the message lists the registered ones).
+    """
+    if name not in _MODELS:
+        raise KeyError(f"unknown model {name!r}; registered: {list_models()}")
+    return _MODELS[name]
+
+
 def list_models() -> List[str]:
     """Sorted names of every registered model."""
     return sorted(_MODELS)
