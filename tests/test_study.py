@@ -77,6 +77,20 @@ def test_study_answers_and_csv_without_browser(tmp_path):
                      "right": "SPADE" if t0.a_left else "ASAP", "chosen": "ASAP", "ms": "120"}]
 
 
+def test_study_answer_validates_before_changing_state(tmp_path):
+    a, b = _folders(tmp_path, 2)
+    study = Study.create(StudyConfig(a, b, tmp_path / "s.csv", "ASAP", "SPADE", seed=0))
+    t = study.next_trial().index
+    for ms in (float("inf"), float("nan"), -1.0, 1e12, "=1+1", True):
+        with pytest.raises(ValueError, match="ms must be"):
+            study.answer(t, "left", ms)
+    with pytest.raises(ValueError, match="trial must be an integer"):
+        study.answer(str(t), "left", 5.0)
+    assert study.answered == 0 and not (tmp_path / "s.csv").exists()
+    study.answer(t, "left", 5.4)
+    assert _read(trials_csv_path(tmp_path / "s.csv"))[0]["ms"] == "5"
+
+
 def test_study_parser_options():
     import argparse
 
@@ -100,10 +114,16 @@ def test_server_api_hides_methods_and_rejects_bad_answers(tmp_path):
         img = urllib.request.urlopen(url + state["left"]).read()
         t = study.trials[state["trial"]]
         assert img == (t.a_path if t.a_left else t.b_path).read_bytes()
-        req = urllib.request.Request(url + "/api/answer", data=b'{"trial": 99, "side": "left"}', method="POST")
+        req = urllib.request.Request(url + "/api/answer", data=b'{"trial": 99, "side": "left"}', method="POST",
+                                     headers={"Content-Type": "application/json"})
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req)
-        assert e.value.code == 400
+        assert e.value.code == 400 and json.load(e.value)["error"] == "no trial 99"
+        # a form post (what any web page can send without asking) is refused, and changes nothing
+        req = urllib.request.Request(url + "/api/answer", data=b'{"trial": 0, "side": "left"}', method="POST")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req)
+        assert e.value.code == 403 and "application/json" in json.load(e.value)["error"] and study.answered == 0
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(url + "/img/0/../../etc/passwd")
     finally:

@@ -12,9 +12,16 @@ HTTP API (JSON in, JSON out):
   POST /api/translate     {"example": name} or {"label": {"name", "data"}, "instance": {...}}
                           with ``data`` the base64 file bytes ->
                           {"output", "input": PNG data URLs, "width", "height", "ms"}
-Errors: 400 {"error": message naming the file} for bad files, 404 unknown example or path,
-411/413 missing or oversized body. Uploads are read through :mod:`asapnet.data.io`, so corrupt
-files and decompression bombs give the same one-line errors as the command line.
+Every error is JSON ``{"error": message}``: 400 bad files (the message names the file) or bad
+JSON (also NaN/Infinity and deep nesting), 403 a POST that is not ``Content-Type:
+application/json`` from the same origin (``Origin`` absent or ``http://<Host>``; on a loopback
+address also a ``Host`` that is not a loopback name), 404 unknown example or path, 408 a body not
+sent in time, 411/413 missing or oversized body (checked from ``Content-Length`` before reading),
+413 an image (label or instance map) of more than ``max_pixels`` pixels, refused from its header
+before it is decoded, 503 ``{"error": "busy, retry"}`` (``Retry-After``) when ``max_concurrent``
+translations are already running or every connection slot is taken, 500 a bug. Uploads are
+read through :mod:`asapnet.data.io`, so corrupt files give the same one-line errors as the
+command line. Hardening (timeouts, connection cap, same-origin rule): :mod:`asapnet.httpguard`.
 """
 from __future__ import annotations
 
@@ -25,11 +32,12 @@ import io
 import json
 import re
 import signal
+import sys
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -40,6 +48,8 @@ import torch.nn as nn
 from PIL import Image
 
 from .data.io import DataError
+from .httpguard import (DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, RETRY_AFTER, GuardedHandler, GuardedHTTPServer,
+                        Reject, exposure_warning)
 from .models.inference import prepare_for_inference
 from .translate import find_instance_map, label_to_input, model_train_size, run_generator
 
@@ -63,12 +73,42 @@ class DemoConfig:
         examples_dir: folder of example label maps (``*_gtFine_labelIds.png`` with their
             ``*_gtFine_instanceIds.png``); ``None`` = no examples.
         max_upload_bytes: largest accepted request body (base64 JSON), in bytes.
-        max_pixels: largest label map translated, in pixels (H * W); bigger uploads get a 400.
+        max_pixels: largest label map (and instance map) translated, in pixels (H * W), checked
+            from the image header before decoding; bigger ones raise :class:`ImageTooLarge` (413).
+        max_concurrent: translations run at once; a request beyond that is answered 503 (on a CPU
+            one forward pass already uses every thread, and each 2048 x 2048 request needs
+            about 1.5 GB while it runs).
     """
 
     examples_dir: Optional[Path] = None
     max_upload_bytes: int = 48 * 2 ** 20
     max_pixels: int = 2048 * 2048
+    max_concurrent: int = 1
+
+
+class ImageTooLarge(DataError):
+    """An image with more pixels than the demo accepts (HTTP 413)."""
+
+
+def check_pixels(src, name: str, limit: int) -> None:
+    """Refuse an image of more than ``limit`` pixels from its header alone: Pillow's
+    ``Image.open`` reads the header lazily, so nothing is decoded or allocated here. ``src`` is a
+    path or the file's bytes; files Pillow cannot identify pass (the reader reports them).
+
+    Raises:
+        ImageTooLarge: naming ``name``, the size and the limit.
+    """
+    try:
+        with warnings.catch_warnings():  # the size is judged below, against our own limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src) as im:
+                w, h = im.size
+    except Image.DecompressionBombError as e:  # more than twice Pillow's own limit, from the header
+        raise ImageTooLarge(f"{name}: image is larger than this demo accepts ({limit} pixels): {e}") from None
+    except Exception:
+        return
+    if w * h > limit:
+        raise ImageTooLarge(f"{name}: {w}x{h} is larger than this demo accepts ({limit} pixels)")
 
 
 def find_examples_dir(explicit: Optional[str] = None) -> Optional[Path]:
@@ -113,6 +153,10 @@ class DemoApp:
             np.random.default_rng(12345).integers(0, 256, (self.num_classes, 3))
         self.colors = np.asarray(colors, dtype=np.uint8)
         self._lock = threading.Lock()
+        if cfg.max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be >= 1, got {cfg.max_concurrent}")
+        #: one slot per translation allowed at once (the HTTP handler answers 503 when none is free)
+        self.slots = threading.BoundedSemaphore(cfg.max_concurrent)
         self.threads = torch.get_num_threads()  # read here: torch calls from handler threads are kept to inference
 
     def examples(self) -> List[str]:
@@ -133,16 +177,13 @@ class DemoApp:
             channel got no instance map: the label boundaries are used)}.
 
         Raises:
-            DataError: unreadable file, ids out of range, size mismatch, or more than
-                ``cfg.max_pixels`` pixels (the message names the file).
+            DataError: unreadable file, ids out of range, size mismatch.
+            ImageTooLarge: the label or instance map has more than ``cfg.max_pixels`` pixels
+                (checked from the headers, before either is decoded).
         """
-        try:
-            with Image.open(label) as im:
-                w, h = im.size
-        except Exception:
-            w = h = 0  # label_to_input below gives the precise error
-        if w * h > self.cfg.max_pixels:
-            raise DataError(f"{label}: {w}x{h} is larger than this demo accepts ({self.cfg.max_pixels} pixels)")
+        check_pixels(label, str(label), self.cfg.max_pixels)
+        if self.use_instance and instance is not None:
+            check_pixels(instance, str(instance), self.cfg.max_pixels)
         warnings: List[str] = []
         x = label_to_input(label, self.num_classes, self.use_instance, instance if self.use_instance else None,
                            merge=self.meta.get("label_ids"), log=warnings.append)
@@ -166,7 +207,11 @@ class DemoApp:
         return self.translate_files(label, find_instance_map(label))
 
     def translate_upload(self, label: Tuple[str, bytes], instance: Optional[Tuple[str, bytes]] = None) -> Dict:
-        """Translate uploaded (file name, bytes) pairs; errors name the uploaded file."""
+        """Translate uploaded (file name, bytes) pairs; errors name the uploaded file. Both images'
+        sizes are checked from their headers first (:class:`ImageTooLarge`)."""
+        for item in (label, instance if self.use_instance else None):
+            if item is not None:
+                check_pixels(item[1], _safe_name(item[0]), self.cfg.max_pixels)
         with tempfile.TemporaryDirectory(prefix="asapnet-demo-") as tmp:
             paths = []
             for i, item in enumerate((label, instance)):
@@ -180,7 +225,7 @@ class DemoApp:
             try:
                 return self.translate_files(paths[0], paths[1])
             except DataError as e:
-                raise DataError(re.sub(re.escape(tmp) + r"/\d/", "", str(e))) from None
+                raise type(e)(re.sub(re.escape(tmp) + r"/\d/", "", str(e))) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,73 +244,70 @@ def _decode_file(obj, what: str) -> Optional[Tuple[str, bytes]]:
         raise DataError(f"{_safe_name(obj.get('name') or what)}: upload is not valid base64") from None
 
 
-class DemoHandler(BaseHTTPRequestHandler):
-    """Request handler; the server's ``app`` attribute is the :class:`DemoApp`."""
+class DemoHandler(GuardedHandler):
+    """Request handler; the server's ``app`` attribute is the :class:`DemoApp`. Timeouts, the
+    same-origin rule and JSON errors come from :class:`asapnet.httpguard.GuardedHandler`."""
 
     server_version = "asapnet-demo"
-    quiet = True
 
-    def log_message(self, fmt, *args):  # noqa: D401 - http.server API
-        if not self.quiet:
-            super().log_message(fmt, *args)
-
-    def _send(self, code: int, body: bytes, ctype: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _json(self, code: int, obj: Dict) -> None:
-        self._send(code, json.dumps(obj).encode(), "application/json")
-
-    def do_GET(self):
+    def get(self):
         app: DemoApp = self.server.app
-        if self.path in ("/", "/index.html"):
-            self._send(200, PAGE.encode(), "text/html; charset=utf-8")
-        elif self.path == "/api/info":
+        path = self.path.split("?", 1)[0]
+        if path in ("/", "/index.html"):
+            self._send(200, PAGE.encode(), "text/html; charset=utf-8", {"X-Frame-Options": "DENY"})
+        elif path == "/api/info":
             self._json(200, app.info())
         else:
-            self._json(404, {"error": f"no such page: {self.path}"})
+            raise Reject(404, f"no such page: {self.path}")
 
-    def do_POST(self):
+    def post(self):
         app: DemoApp = self.server.app
-        if self.path != "/api/translate":
-            return self._json(404, {"error": f"no such endpoint: {self.path}"})
+        if self.path.split("?", 1)[0] != "/api/translate":
+            raise Reject(404, f"no such endpoint: {self.path}")
+        held = []
+
+        def take_slot():  # before the body is read: a busy server holds no second upload in memory
+            if not app.slots.acquire(blocking=False):
+                raise Reject(503, "busy, retry", {"Retry-After": str(RETRY_AFTER)})
+            held.append(True)
+
         try:
-            n = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            return self._json(411, {"error": "Content-Length required"})
-        if n > app.cfg.max_upload_bytes or n < 0:
-            self.close_connection = True
-            return self._json(413, {"error": f"request of {n} bytes exceeds {app.cfg.max_upload_bytes} bytes"})
-        try:
-            req = json.loads(self.rfile.read(n) or b"{}")
-            if not isinstance(req, dict):
-                raise ValueError("expected a JSON object")
-        except ValueError as e:
-            return self._json(400, {"error": f"bad request: {e}"})
+            req = self.read_json(app.cfg.max_upload_bytes, before_read=take_slot)
+            body = json.dumps(self._translate(app, req)).encode()
+        finally:
+            if held:
+                app.slots.release()
+        self._send(200, body, "application/json")
+
+    @staticmethod
+    def _translate(app: DemoApp, req) -> Dict:
+        if not isinstance(req, dict):
+            raise Reject(400, "bad request: expected a JSON object")
         try:
             if "example" in req:
-                res = app.translate_example(str(req["example"]))
-            elif "label" in req:
-                res = app.translate_upload(_decode_file(req["label"], "label"), _decode_file(req.get("instance"), "instance"))
-            else:
-                return self._json(400, {"error": "give 'example' or 'label'"})
+                return app.translate_example(str(req["example"]))
+            if "label" in req:
+                return app.translate_upload(_decode_file(req["label"], "label"),
+                                            _decode_file(req.get("instance"), "instance"))
         except KeyError as e:
-            return self._json(404, {"error": f"unknown example {e}"})
+            raise Reject(404, f"unknown example {e}") from None
+        except ImageTooLarge as e:
+            raise Reject(413, str(e)) from None
         except DataError as e:
-            return self._json(400, {"error": str(e)})
-        self._json(200, res)
+            raise Reject(400, str(e)) from None
+        raise Reject(400, "give 'example' or 'label'")
 
 
-def make_server(app: DemoApp, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
+def make_server(app: DemoApp, host: str = "127.0.0.1", port: int = 8000, timeout: Optional[float] = DEFAULT_TIMEOUT,
+                max_connections: int = DEFAULT_MAX_CONNECTIONS) -> GuardedHTTPServer:
     """An HTTP server for ``app`` (not started; ``port=0`` picks a free port, see
-    ``server.server_address``). Call ``serve_forever()`` and, to stop, ``shutdown()``."""
-    server = ThreadingHTTPServer((host, port), DemoHandler)
-    server.daemon_threads = True
+    ``server.server_address``). Call ``serve_forever()`` and, to stop, ``shutdown()``.
+
+    ``timeout``: seconds a socket read may wait before a stalled client is dropped;
+    ``max_connections``: connection threads at most (more connections get 503).
+    """
+    handler = type("DemoHandler", (DemoHandler,), {"timeout": timeout, "max_body": app.cfg.max_upload_bytes})
+    server = GuardedHTTPServer((host, port), handler, max_connections=max_connections)
     server.app = app
     return server
 
@@ -352,6 +394,13 @@ def add_demo_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (0 = any free port)")
     p.add_argument("--examples", default=None, help="folder of *_gtFine_labelIds.png examples")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--max-concurrent", type=int, default=1,
+                   help="translations run at once, others are answered 503 'busy, retry' (default 1: on a CPU one "
+                        "forward pass uses every thread; each 2048x2048 request needs about 1.5 GB)")
+    p.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                   help=f"connections served at once, one thread each (default {DEFAULT_MAX_CONNECTIONS})")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                   help=f"seconds a client may stall before it is dropped (default {DEFAULT_TIMEOUT:g})")
     p.add_argument("--verbose", action="store_true", help="log every request")
     return p
 
@@ -361,16 +410,25 @@ def cmd_demo(a: argparse.Namespace) -> int:
     from .checkpoint import load_generator
     from .translate import default_checkpoint
 
+    for opt in ("max_concurrent", "max_connections"):
+        if getattr(a, opt, 1) < 1:
+            raise ValueError(f"--{opt.replace('_', '-')} must be >= 1, got {getattr(a, opt)}")
+    if getattr(a, "timeout", DEFAULT_TIMEOUT) <= 0:
+        raise ValueError(f"--timeout must be > 0 seconds, got {a.timeout}")
     if a.threads:
         torch.set_num_threads(a.threads)
     ckpt = Path(a.checkpoint) if a.checkpoint else default_checkpoint()
     model, meta = load_generator(ckpt)
-    app = DemoApp(model, meta, DemoConfig(examples_dir=find_examples_dir(a.examples)),
-                  name=f"{ckpt.name} ({meta['model']}, step {meta.get('step', '?')})")
+    cfg = DemoConfig(examples_dir=find_examples_dir(a.examples), max_concurrent=getattr(a, "max_concurrent", 1))
+    app = DemoApp(model, meta, cfg, name=f"{ckpt.name} ({meta['model']}, step {meta.get('step', '?')})")
     DemoHandler.quiet = not a.verbose
-    server = make_server(app, a.host, a.port)
+    server = make_server(app, a.host, a.port, timeout=getattr(a, "timeout", DEFAULT_TIMEOUT),
+                         max_connections=getattr(a, "max_connections", DEFAULT_MAX_CONNECTIONS))
     host, port = server.server_address[:2]
     print(f"asapnet demo: serving {ckpt} on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    warning = exposure_warning("asapnet demo", host, port)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     # Ctrl-C / SIGTERM stop the loop from a helper thread, so serve_forever returns normally
     # instead of a KeyboardInterrupt unwinding through whatever C call the main thread is in.
     stop = lambda *_: threading.Thread(target=server.shutdown, daemon=True).start()  # noqa: E731

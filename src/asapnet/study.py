@@ -18,28 +18,99 @@ Outputs (rewritten after every answer, so an interrupted study keeps its answers
 The server (stdlib ``http.server``) serves one participant at a time on localhost; run one
 study per participant and add the tallies. Image URLs are opaque (``/img/<trial>/<left|right>``)
 so the page does not reveal which method is which.
+
+Answers are validated before anything changes (trial a known index, side ``left``/``right``, ms
+absent or a finite number of milliseconds in [0, :data:`MAX_MS`]); a bad one is a 400 and later
+answers are saved as before. CSV cells that a spreadsheet would read as a formula (starting with
+``= + - @``, tab or carriage return: method names, file names) get a leading apostrophe. ``--out``
+is checked writable before the server starts. The API takes JSON only as ``Content-Type:
+application/json`` from the page's own origin (403 otherwise); timeouts, the connection cap and
+JSON errors: :mod:`asapnet.httpguard`.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import io
-import json
 import math
+import numbers
 import os
 import random
+import sys
 import threading
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .data.io import IMAGE_EXTENSIONS, DataError, list_images
+from .httpguard import (DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, GuardedHandler, GuardedHTTPServer, Reject,
+                        exposure_warning)
 
 CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".bmp": "image/bmp",
                  ".webp": "image/webp", ".tif": "image/tiff", ".tiff": "image/tiff"}
+
+#: Longest accepted time from display to click, in milliseconds (one day).
+MAX_MS = 24 * 3600 * 1000.0
+#: Largest accepted answer request body, in bytes.
+MAX_ANSWER_BYTES = 4096
+#: First characters that make a spreadsheet read a CSV cell as a formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class SaveError(OSError):
+    """The answer could not be written to the CSVs (it was not recorded)."""
+
+
+def validate_answer(index, side, ms=None, n_trials: Optional[int] = None) -> Tuple[int, str, Optional[float]]:
+    """Check one answer's types and ranges; returns (index, side, ms as float or None).
+
+    Raises:
+        ValueError: index not an integer (in [0, n_trials) when given), side not 'left'/'right',
+            ms neither None nor a finite number in [0, MAX_MS].
+    """
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+        raise ValueError(f"trial must be an integer, got {index!r}")
+    if n_trials is not None and not 0 <= index < n_trials:
+        raise ValueError(f"no trial {index}")
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+    if ms is not None:
+        if isinstance(ms, bool) or not isinstance(ms, numbers.Real) or not math.isfinite(ms) or not 0 <= ms <= MAX_MS:
+            raise ValueError(f"ms must be a finite number of milliseconds in [0, {MAX_MS:.0f}], got {ms!r}"[:200])
+        ms = float(ms)
+    return int(index), side, ms
+
+
+def csv_cell(value):
+    """A CSV cell safe to open in a spreadsheet: text starting with ``= + - @``, tab or carriage
+    return gets a leading apostrophe (so it is not run as a formula); other values unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def check_writable(out_csv: str | Path) -> None:
+    """Check that the tally CSV and its ``_trials`` CSV can be written (creating the folder).
+
+    Raises:
+        DataError: naming the path and the reason.
+    """
+    out = Path(out_csv)
+    for path in (out, trials_csv_path(out)):
+        if path.is_dir():
+            raise DataError(f"{path}: is a directory, cannot write the study CSV there")
+    folder = next((p for p in out.parents if p.exists()), None)
+    if folder is not None and not folder.is_dir():
+        raise DataError(f"{out}: cannot write the study CSV: {folder} is a file, not a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.with_name(f".{out.name}.tmp")
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise DataError(f"{out}: cannot write the study CSV: {e.strerror or e}") from None
 
 
 def binomial_ci(k: int, n: int, confidence: float = 0.95) -> Tuple[float, float]:
@@ -179,20 +250,25 @@ class Study:
     def answer(self, index: int, side: str, ms: Optional[float] = None) -> None:
         """Record that the image on ``side`` ("left"/"right") of trial ``index`` looked more real.
 
+        Everything is checked (:func:`validate_answer`) before the state changes; if the CSVs
+        cannot be written the answer is taken back, so the trial can be answered again.
+
         Raises:
-            ValueError: bad side, unknown or already answered trial.
+            ValueError: bad types or ranges, unknown or already answered trial.
+            SaveError: the CSVs could not be written (the answer is not recorded).
         """
-        if side not in ("left", "right"):
-            raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+        index, side, ms = validate_answer(index, side, ms, len(self.trials))
         with self.lock:
-            if not 0 <= index < len(self.trials):
-                raise ValueError(f"no trial {index}")
             t = self.trials[index]
             if t.chosen is not None:
                 raise ValueError(f"trial {index} is already answered")
             t.chosen = "a" if (side == "left") == t.a_left else "b"
             t.ms = ms
-            self.write_csv()
+            try:
+                self.write_csv()
+            except Exception as e:
+                t.chosen, t.ms = None, None
+                raise SaveError(f"could not save the answer to {self.cfg.out_csv}: {e}") from None
             if self.next_trial() is None:
                 self.done_event.set()
 
@@ -229,7 +305,7 @@ def _csv_text(fields: Sequence[str], rows: List[Dict[str, object]]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
     w.writeheader()
-    w.writerows(rows)
+    w.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
     return buf.getvalue()
 
 
@@ -243,26 +319,13 @@ def _page() -> bytes:
     return (resources.files("asapnet") / "static" / "study.html").read_bytes()
 
 
-def make_handler(study: Study):
-    """HTTP handler class serving the page, the images and the JSON API of ``study``."""
+def make_handler(study: Study, timeout: Optional[float] = DEFAULT_TIMEOUT):
+    """HTTP handler class serving the page, the images and the JSON API of ``study``
+    (``timeout``: seconds a socket read may wait before a stalled client is dropped)."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, fmt, *args):  # quiet
-            pass
-
-        def _send(self, body: bytes, ctype: str, status: HTTPStatus = HTTPStatus.OK) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            try:
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):  # the page was closed mid-transfer
-                pass
-
-        def _json(self, obj, status: HTTPStatus = HTTPStatus.OK) -> None:
-            self._send(json.dumps(obj, allow_nan=False, default=str).encode(), "application/json", status)
+    class Handler(GuardedHandler):
+        server_version = "asapnet-study"
+        max_body = MAX_ANSWER_BYTES
 
         def _state(self) -> Dict[str, object]:
             t = study.next_trial()
@@ -272,39 +335,51 @@ def make_handler(study: Study):
             return {"done": False, "trial": t.index, "position": study.answered + 1, "total": len(study.trials),
                     "left": f"/img/{t.index}/left", "right": f"/img/{t.index}/right"}
 
-        def do_GET(self):  # noqa: N802
+        def get(self):
             path = self.path.split("?")[0]
             if path in ("/", "/index.html"):
-                return self._send(_page(), "text/html; charset=utf-8")
+                return self._send(HTTPStatus.OK, _page(), "text/html; charset=utf-8", {"X-Frame-Options": "DENY"})
             if path == "/api/state":
-                return self._json(self._state())
+                return self._json(HTTPStatus.OK, self._state())
             parts = path.strip("/").split("/")
             if len(parts) == 3 and parts[0] == "img" and parts[1].isdigit() and parts[2] in ("left", "right"):
                 i = int(parts[1])
                 if i < len(study.trials):
                     t = study.trials[i]
                     f = t.a_path if (parts[2] == "left") == t.a_left else t.b_path
-                    return self._send(f.read_bytes(), CONTENT_TYPES.get(f.suffix.lower(), "application/octet-stream"))
-            self._json({"error": "not found"}, HTTPStatus.NOT_FOUND)
+                    try:
+                        data = f.read_bytes()
+                    except OSError as e:
+                        raise Reject(HTTPStatus.NOT_FOUND, f"image of trial {i} is not readable: {e.strerror}") \
+                            from None
+                    ctype = CONTENT_TYPES.get(f.suffix.lower(), "application/octet-stream")
+                    return self._send(HTTPStatus.OK, data, ctype)
+            raise Reject(HTTPStatus.NOT_FOUND, "not found")
 
-        def do_POST(self):  # noqa: N802
+        def post(self):
             if self.path != "/api/answer":
-                return self._json({"error": "not found"}, HTTPStatus.NOT_FOUND)
+                raise Reject(HTTPStatus.NOT_FOUND, "not found")
+            body = self.read_json()
+            if not isinstance(body, dict) or "trial" not in body or "side" not in body:
+                raise Reject(HTTPStatus.BAD_REQUEST, "expected {'trial': index, 'side': 'left'|'right', 'ms': number}")
             try:
-                n = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(n) or b"{}")
-                study.answer(int(body["trial"]), str(body["side"]), body.get("ms"))
-            except (ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
-                return self._json({"error": str(e)}, HTTPStatus.BAD_REQUEST)
-            self._json(self._state())
+                study.answer(body["trial"], body["side"], body.get("ms"))
+            except SaveError as e:
+                raise Reject(HTTPStatus.INTERNAL_SERVER_ERROR, str(e)) from None
+            except ValueError as e:
+                raise Reject(HTTPStatus.BAD_REQUEST, str(e)) from None
+            self._json(HTTPStatus.OK, self._state())
 
+    Handler.timeout = timeout
     return Handler
 
 
-def serve(study: Study, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+def serve(study: Study, host: str = "127.0.0.1", port: int = 0, timeout: Optional[float] = DEFAULT_TIMEOUT,
+          max_connections: int = DEFAULT_MAX_CONNECTIONS) -> GuardedHTTPServer:
     """Start the study server in a daemon thread; ``server.server_address`` has the bound port
-    (``port=0`` picks a free one). Stop it with ``server.shutdown()``."""
-    server = ThreadingHTTPServer((host, port), make_handler(study))
+    (``port=0`` picks a free one). Stop it with ``server.shutdown()``. ``timeout``: seconds a
+    client may stall; ``max_connections``: connection threads at most (more get 503)."""
+    server = GuardedHTTPServer((host, port), make_handler(study, timeout), max_connections=max_connections)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -326,6 +401,8 @@ def add_study_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed of the trial order and left/right draws")
     p.add_argument("--max-trials", type=int, default=None)
     p.add_argument("--keep-serving", action="store_true", help="do not exit when every trial is answered")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                   help=f"seconds a client may stall before it is dropped (default {DEFAULT_TIMEOUT:g})")
     return p
 
 
@@ -335,9 +412,17 @@ def cmd_study(a: argparse.Namespace) -> int:
     if len(names) != 2:
         raise ValueError(f"--names needs two comma-separated names, got {a.names!r}")
     cfg = StudyConfig(Path(a.folder_a), Path(a.folder_b), Path(a.out), names[0], names[1], a.seed, a.max_trials)
+    try:
+        check_writable(cfg.out_csv)
+    except DataError as e:
+        print(f"asapnet study: error: --out {e}", file=sys.stderr)
+        return 2
     study = Study.create(cfg)
-    server = serve(study, a.host, a.port)
+    server = serve(study, a.host, a.port, timeout=getattr(a, "timeout", DEFAULT_TIMEOUT))
     host, port = server.server_address[:2]
+    warning = exposure_warning("asapnet study", host, port)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     print(f"2AFC study of {len(study.trials)} pairs ({names[0]} vs {names[1]}): open http://{host}:{port}/ "
           f"(Ctrl-C to stop; answers are saved to {cfg.out_csv} as they come)")
     try:
