@@ -347,14 +347,12 @@ def test_require_translator_refuses_denoisers_and_accepts_translators():
         require_translator(model, {**meta, "use_instance": True}, "y.safetensors")
 
 
-@pytest.mark.xfail(reason="cli.cmd_translate must call checkpoint.require_translator(model, meta, ckpt) after "
-                          "load_generator (not in this change: cmd_translate is outside main)", strict=False)
 def test_translate_cli_with_a_denoiser_is_one_line(tmp_path, capsys):
     lab = _png(tmp_path / "x.png", np.full((8, 8), 7, np.uint8))
     try:
         rc, err = _run_main(["translate", lab, "-o", tmp_path / "out", "--checkpoint",
                              WEIGHTS / "dncnn-s-sigma25.safetensors"], capsys)
-    except AttributeError as e:  # today: 'DnCNN' object has no attribute 'cfg'
+    except AttributeError as e:  # the crash this guards against
         pytest.fail(f"traceback: {e}")
     line = _one_error_line(err, "translate")
     assert rc == 2 and "is a denoise checkpoint" in line

@@ -286,6 +286,8 @@ def cmd_translate(a: argparse.Namespace) -> int:
         torch.set_num_threads(a.threads)
     ckpt = Path(a.checkpoint) if a.checkpoint else default_checkpoint()
     model, meta = load_generator(ckpt)
+    from .checkpoint import require_translator
+    require_translator(model, meta, ckpt)
     prepare_for_inference(model)
     print(f"model: {ckpt} ({meta['model']}, step {meta.get('step', '?')})")
     done = translate_files(model, meta, a.inputs, Path(a.out), a.instance_dir, a.on_error, mode=a.mode)

@@ -147,8 +147,9 @@ class DemoApp:
 
     def __init__(self, model: nn.Module, meta: Dict, cfg: DemoConfig, name: str = "model"):
         self.model, self.meta, self.cfg, self.name = prepare_for_inference(model), meta, cfg, name
-        self.num_classes = int(meta.get("num_classes") or model.cfg.in_channels)
-        self.use_instance = bool(meta.get("use_instance", False))
+        from .checkpoint import require_translator
+
+        self.num_classes, self.use_instance = require_translator(model, meta, meta.get("path", "checkpoint"))
         colors = CITYSCAPES_COLORS if self.num_classes == len(CITYSCAPES_COLORS) else \
             np.random.default_rng(12345).integers(0, 256, (self.num_classes, 3))
         self.colors = np.asarray(colors, dtype=np.uint8)

@@ -98,9 +98,10 @@ class Translator:
 
     def __init__(self, model: nn.Module, meta: Dict[str, Any], device: Union[str, torch.device] = "cpu",
                  mode: str = "auto"):
+        from .checkpoint import require_translator
+
+        self.num_classes, self.use_instance = require_translator(model, meta, meta.get("path", "model"))
         self.model, self.meta, self.device, self.mode = model.to(device).eval(), meta, torch.device(device), mode
-        self.num_classes = int(meta.get("num_classes") or model.cfg.in_channels)
-        self.use_instance = bool(meta.get("use_instance", False))
         self.warnings: List[str] = []
 
     @classmethod

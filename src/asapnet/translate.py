@@ -248,8 +248,9 @@ def translate_files(model: nn.Module, meta: Dict, inputs: Iterable[Path], out_di
         DataError: a bad input file when ``on_error="stop"`` (outputs already written are kept);
             with ``on_error="skip"`` the file is reported through ``log`` and skipped.
     """
-    num_classes = int(meta["num_classes"]) if meta.get("num_classes") else int(model.cfg.in_channels)
-    use_instance = bool(meta.get("use_instance", False))
+    from .checkpoint import require_translator
+
+    num_classes, use_instance = require_translator(model, meta, meta.get("path", "checkpoint"))
     inputs = [Path(p) for p in inputs]
     check_output_names(inputs, Path(out_dir))
     done = []
