@@ -289,3 +289,19 @@ def test_lr_head_batched_and_single_image_products_agree():
     w, b = m.lr.head.weight, m.lr.head.bias  # the head is the 1x1 convolution it stands for
     with torch.no_grad():
         assert (F.conv2d(m.lr.body(x), w, b) - both).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("r", [2, 4])
+def test_finer_grid_encoding_interpolates_the_training_scale_encoding(r):
+    # a model trained at one scale only ever saw the encoding at integer pixel positions: on an r
+    # times finer grid every channel is the linear interpolation of those values
+    coarse = positional_encoding(16, 16, 4, dtype=torch.float64)
+    fine = positional_encoding(16 * r, 16 * r, 4, dtype=torch.float64, scale=r)
+    ref = F.interpolate(coarse, scale_factor=r, mode="bilinear", align_corners=False)
+    inner = slice(r, -r)  # F.interpolate clamps at the border; the encoding continues periodically
+    assert torch.allclose(fine[..., inner, inner], ref[..., inner, inner], atol=1e-12)
+    # the period-2 sine is 0 at every integer position, so it stays 0 in between
+    assert fine[0, 0].abs().max() < 1e-12 and fine[0, 2].abs().max() < 1e-12
+    # and the encoding of a 16-px tile continues into the next tile without a jump (period 16)
+    wide = positional_encoding(16 * r, 32 * r, 4, dtype=torch.float64, scale=r)
+    assert torch.allclose(wide[..., :16 * r], wide[..., 16 * r:], atol=1e-12)
