@@ -246,7 +246,8 @@ class HRStream(nn.Module):
             params: (N, P, H/(S*scale), W/(S*scale)) MLP parameters from the LR stream.
             scale: r >= 1: the input is r times finer than the grid the model was trained on;
                 every MLP covers an (r S) x (r S) tile and reads the positional encoding at
-                sub-pixel positions, interpolated between the training-scale pixels (:func:`positional_encoding` with ``scale=r``). 1: the paper.
+                sub-pixel positions, interpolated between the training-scale pixels
+                (:func:`positional_encoding` with ``scale=r``). 1: the paper.
 
         Returns:
             (N, out_channels, H, W) pre-activation output. Without autograd (inference) and with
