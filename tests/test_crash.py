@@ -14,56 +14,70 @@ import asapnet
 from asapnet.checkpoint import load_generator, load_tensors
 from asapnet.train import GENERATOR_FILE, STATE_FILE
 
-STEPS = 8
+EXTRA_STEPS = 2  # steps the resumed run trains past the checkpoint the victim was killed after
+VICTIM_STEPS = 100_000  # never reached: the victim is always killed mid-way
 PACKAGE = Path(asapnet.__file__).parent
 
 
-def _train_cmd(data_root, out, *extra):
+def _train_cmd(data_root, out, steps, *extra):
     return [sys.executable, "-m", "asapnet", "train", "--data", str(data_root / "cityscapes_samples"),
             "--preset", "tiny", "--load-size", "64x128", "--crop", "32x64", "--ndf", "8", "--n-layers-d", "3",
-            "--no-vgg", "--checkpoint-every", "1", "--sample-every", "1000", "--steps", str(STEPS), "--threads", "1",
+            "--no-vgg", "--checkpoint-every", "1", "--sample-every", "1000", "--steps", str(steps), "--threads", "1",
             "--quiet", "--out", str(out), *extra]
 
 
 @pytest.fixture(scope="module")
 def crashed_and_resumed(data_root, tmp_path_factory):
-    """Start a victim run and an uninterrupted reference run side by side; SIGKILL the victim as
-    soon as its first checkpoint appears, inspect what it left, then resume it to the end."""
+    """Start a victim run that cannot finish (``VICTIM_STEPS``), wait until it has written its
+    first checkpoint (both files; atomic writes: a file appears complete), SIGKILL it at whatever it is doing
+    then (often writing a later checkpoint), inspect what it left, resume it for
+    ``EXTRA_STEPS`` more steps, and train an uninterrupted reference run to the same step."""
     root = tmp_path_factory.mktemp("crash")
     victim, ref = root / "victim", root / "ref"
-    p_ref = subprocess.Popen(_train_cmd(data_root, ref), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    p = subprocess.Popen(_train_cmd(data_root, victim), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
-    while not (victim / STATE_FILE).exists() and p.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    p.send_signal(signal.SIGKILL)
-    out = p.communicate()[0].decode(errors="replace")
-    after_kill = {"returncode": p.returncode, "files": sorted(f.name for f in victim.iterdir())}
-    if (victim / STATE_FILE).exists():
-        after_kill["state"] = load_tensors(victim / STATE_FILE)  # must not be truncated
-    resumed = subprocess.run(_train_cmd(data_root, victim, "--resume"), capture_output=True, text=True, timeout=300)
+    p = subprocess.Popen(_train_cmd(data_root, victim, VICTIM_STEPS), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240  # a hang guard for the wait, not a speed requirement
+        written = lambda: (victim / STATE_FILE).exists() and (victim / GENERATOR_FILE).exists()  # noqa: E731
+        while not written() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        alive_with_checkpoint = p.poll() is None and written()
+        p.send_signal(signal.SIGKILL)
+        out = p.communicate(timeout=60)[0].decode(errors="replace")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert alive_with_checkpoint, f"the victim died or wrote no checkpoint before the kill: {out[-2000:]}"
+    after_kill = {"returncode": p.returncode, "files": sorted(f.name for f in victim.iterdir()),
+                  "state": load_tensors(victim / STATE_FILE)}  # must not be truncated
+    steps = int(after_kill["state"][1]["step"]) + EXTRA_STEPS
+    p_ref = subprocess.Popen(_train_cmd(data_root, ref, steps), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    resumed = subprocess.run(_train_cmd(data_root, victim, steps, "--resume"), capture_output=True, text=True,
+                             timeout=300)
     ref_out = p_ref.communicate(timeout=300)[0].decode(errors="replace")
     assert p_ref.returncode == 0, ref_out[-2000:]
-    return {"dir": victim, "ref": ref, "kill_output": out, "after_kill": after_kill, "resumed": resumed}
+    return {"dir": victim, "ref": ref, "kill_output": out, "after_kill": after_kill, "resumed": resumed,
+            "steps": steps}
 
 
 def test_sigkill_leaves_a_loadable_checkpoint_and_resume_completes(crashed_and_resumed):
     r = crashed_and_resumed
     ak = r["after_kill"]
     assert ak["returncode"] == -signal.SIGKILL, f"the run was not killed mid-way: {r['kill_output'][-2000:]}"
-    assert "state" in ak, f"no checkpoint before the kill: {r['kill_output'][-2000:]}"
     tensors, meta = ak["state"]
     step = int(meta["step"])
-    assert 1 <= step < STEPS
+    assert 1 <= step == r["steps"] - EXTRA_STEPS
     assert {"optG", "optD", "rng"} <= set(meta) and "rng.torch" in tensors
     assert any(k.startswith("G.") for k in tensors) and any(k.startswith("optD.") for k in tensors)
+    assert {STATE_FILE, GENERATOR_FILE} <= set(ak["files"])
     res = r["resumed"]
     assert res.returncode == 0, res.stderr[-2000:]
-    assert f"done: step {STEPS}" in res.stdout
+    assert f"done: step {r['steps']}" in res.stderr  # progress and summary lines go to stderr
     _, final = load_tensors(r["dir"] / STATE_FILE)
-    assert final["step"] == STEPS
+    assert final["step"] == r["steps"]
     model, gmeta = load_generator(r["dir"] / GENERATOR_FILE)
-    assert gmeta["step"] == STEPS and isinstance(model, torch.nn.Module)
+    assert gmeta["step"] == r["steps"] and isinstance(model, torch.nn.Module)
     with torch.no_grad():
         y = model(torch.zeros(1, 36, 20, 24).index_fill_(1, torch.tensor([7]), 1.0))
     assert y.shape == (1, 3, 20, 24)
@@ -72,8 +86,9 @@ def test_sigkill_leaves_a_loadable_checkpoint_and_resume_completes(crashed_and_r
 def test_resumed_run_equals_uninterrupted_run(crashed_and_resumed):
     r = crashed_and_resumed
     assert r["resumed"].returncode == 0
-    a, _ = load_tensors(r["dir"] / STATE_FILE)
-    b, _ = load_tensors(r["ref"] / STATE_FILE)
+    a, meta_a = load_tensors(r["dir"] / STATE_FILE)
+    b, meta_b = load_tensors(r["ref"] / STATE_FILE)
+    assert meta_a["step"] == meta_b["step"] == r["steps"]
     g = [k for k in b if k.startswith("G.")]
     assert max((a[k] - b[k]).abs().max().item() for k in g) == 0
 

@@ -273,13 +273,14 @@ def test_concurrent_large_requests_are_bounded(demo):
 def test_stalled_clients_are_dropped(demo):
     url, _ = demo
     host, port = url.split("//")[1].split(":")
-    # connected, sends nothing: closed after the 3 s timeout
+    # connected, sends nothing: closed after the 3 s timeout (a server that never closes it makes
+    # recv raise socket.timeout after 30 s; no wall-time bound is asserted)
     with socket.create_connection((host, int(port)), timeout=30) as s:
         t = time.monotonic()
         assert s.recv(1024) == b""
         waited = time.monotonic() - t
     print(f"idle connection closed after {waited:.1f} s (timeout 3 s)")
-    assert 2 < waited < 15
+    assert waited > 2  # kept open for its timeout, not dropped at once (a lower bound: load cannot break it)
     # sends half a body, then stalls: a JSON 408, then closed
     with socket.create_connection((host, int(port)), timeout=30) as s:
         s.sendall(b"POST /api/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -392,9 +393,7 @@ def test_study_connection_cap_and_timeout(tmp_path):
         time.sleep(0.3)
         code, headers, r = _request(url, "GET", "/api/state", timeout=10)
         assert code == 503 and r == {"error": "busy, retry"} and headers["Retry-After"] == "2"
-        t = time.monotonic()
-        assert all(s.recv(10) == b"" for s in stalled)  # dropped after the 1 s timeout
-        assert time.monotonic() - t < 5
+        assert all(s.recv(10) == b"" for s in stalled)  # dropped after the 1 s timeout (else recv times out)
         for s in stalled:
             s.close()
         time.sleep(0.2)
@@ -413,17 +412,21 @@ def _study_args(tmp_path, out):
 
 
 @pytest.mark.parametrize("make_bad", ["parent_is_a_file", "out_is_a_folder"])
-def test_study_unwritable_out_is_refused_at_start(tmp_path, capsys, make_bad):
+def test_study_unwritable_out_is_refused_at_start(tmp_path, capsys, monkeypatch, make_bad):
     if make_bad == "parent_is_a_file":
         (tmp_path / "file").write_text("x")
         out = tmp_path / "file" / "s.csv"
     else:
         out = tmp_path / "s.csv"
         out.mkdir()
-    t = time.monotonic()
+
+    def no_server(*args, **kwargs):
+        raise AssertionError("the study server was started although --out cannot be written")
+
+    monkeypatch.setattr("asapnet.study.serve", no_server)  # refused at start: before any server
     rc = cmd_study(_study_args(tmp_path, out))
     captured = capsys.readouterr()
-    assert rc == 2 and time.monotonic() - t < 10
+    assert rc == 2
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("asapnet study: error: --out ") and str(out) in lines[0], captured
     assert "saved" not in captured.out
