@@ -31,7 +31,7 @@ def test_cli_train_then_translate_full_resolution(tiny_checkpoint, tmp_path, cap
     out = tmp_path / "out" / "frankfurt_000000_000576.png"
     im = Image.open(out)
     assert im.size == (2048, 1024) and im.mode == "RGB"
-    assert "frankfurt_000000_000576_gtFine_labelIds.png ->" in capsys.readouterr().out
+    assert "frankfurt_000000_000576_gtFine_labelIds.png ->" in capsys.readouterr().err  # progress: stderr
     assert np.asarray(im).std() > 0
 
 
@@ -42,15 +42,15 @@ def test_translate_missing_instance_map_uses_label_edges_and_skip(tiny_checkpoin
     ids[:, 30:] = 7
     Image.fromarray(ids).save(lonely)
     rc = main(["translate", str(lonely), "-o", str(tmp_path / "o"), "--checkpoint", str(tiny_checkpoint)])
-    out = capsys.readouterr().out
-    assert rc == 0 and out.count("no instance map found; using the label boundaries") == 1
+    err = capsys.readouterr().err
+    assert rc == 0 and err.count("no instance map found; using the label boundaries") == 1
     assert Image.open(tmp_path / "o" / "x.png").size == (60, 40)
     bad = tmp_path / "in" / "y_gtFine_labelIds.png"
     bad.write_bytes(b"not a png")
     rc = main(["translate", str(bad), str(EXAMPLE), "-o", str(tmp_path / "o2"), "--checkpoint", str(tiny_checkpoint),
                "--on-error", "skip"])
     assert rc == 0 and (tmp_path / "o2" / "frankfurt_000000_000576.png").is_file()
-    assert "skipped" in capsys.readouterr().out
+    assert "skipped" in capsys.readouterr().err
 
 
 def test_translate_nonexistent_input_is_one_line_error(tiny_checkpoint, tmp_path):

@@ -729,7 +729,7 @@ def test_cli_convert_then_translate_a_real_label_map(tmp_path, capsys):
     args = ["--lr-width", "8", "--lr-max-width", "16", "--lr-depth", "2", "--hr-width", "16", "--hr-depth", "3"]
     assert main(["convert", str(tmp_path / "latest_net_G.pth"), "-o", str(out), "--from", "asapnet",
                  "--dataset", "cityscapes", *args]) == 0
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err  # log messages: stderr
     assert "asap generator" in printed and "S = 16" in printed and "trained at 256x512" in printed
     _, meta = load_generator(out)
     assert (meta["num_classes"], meta["use_instance"], meta["converted_from"]) == (35, True, "asapnet")

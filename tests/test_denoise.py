@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 
 import pytest
 import torch
@@ -164,7 +165,9 @@ def test_one_training_step_on_train400_changes_weights_and_resumes(tmp_path):
     data = DenoiseDataConfig(sigma=25.0, patch_size=40, patches_per_image=1, val_images=1)
     cfg = TrainConfig(steps=1, batch_size=4, crop=None, lr_g=1e-3, beta1=0.9, beta2=0.999, lambda_vgg=0.0,
                       lambda_l2=1.0, gan=False, checkpoint_every=1, sample_every=1, num_threads=1)
+    t0 = time.time()
     trainer = train_denoiser(model, "dncnn", mcfg, data, cfg, tmp_path, resume=True, progress=False)
+    observed = time.time() - t0
     assert trainer.step == 1
     changed = [k for k, v in model.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, before[k])]
     assert "body.0.weight" in changed and f"body.{len(model.body) - 1}.weight" in changed
@@ -173,7 +176,8 @@ def test_one_training_step_on_train400_changes_weights_and_resumes(tmp_path):
     assert 10 < val["val/psnr"] < 40
     loaded, meta = load_generator(tmp_path / "generator.safetensors")
     assert meta["model"] == "dncnn" and meta["sigma"] == 25.0 and meta["value_range"] == "0,1"
-    assert 0 < meta["train_seconds_last_call"] < 600  # wall time written by train() itself
+    # wall time written by train() itself: within the time this call was observed to take (not a speed bound)
+    assert 0 < meta["train_seconds_last_call"] <= observed + 1e-3
     # resume: a second run to 2 steps continues from step 1
     model2, _ = build_denoiser("dncnn", depth=4, channels=8)
     cfg.steps = 2
@@ -215,7 +219,7 @@ def test_denoise_command_with_synthetic_noise(tmp_path, capsys):
     assert main(["denoise", str(src), "-o", str(tmp_path / "out"), "--checkpoint", str(ckpt), "--sigma", "25",
                  "--threads", "1"]) == 0
     assert (tmp_path / "out" / "01.png").is_file() and (tmp_path / "out" / "01_noisy.png").is_file()
-    assert "PSNR" in capsys.readouterr().out
+    assert "PSNR" in capsys.readouterr().err  # one log line per file, on stderr
     assert main(["denoise", str(tmp_path / "missing.png"), "-o", str(tmp_path / "o2"), "--checkpoint", str(ckpt)]) == 2
 
 
@@ -233,7 +237,7 @@ def test_train_init_from_checkpoint_starts_from_its_weights(tmp_path, capsys):
     rc = cli_main(["train", "--task", "denoise", "--model", "dncnn", "--sigma", "25", "--init",
                    str(tmp_path / "start.safetensors"), "--steps", "1", "--batch-size", "2", "--lr-g", "0",
                    "--patches-per-image", "1", "--val-images", "0", "--threads", "1", "--quiet", "--out", str(out)])
-    assert rc == 0 and "step 19" in capsys.readouterr().out
+    assert rc == 0 and "step 19" in capsys.readouterr().err
     trained, meta = load_generator(out / "generator.safetensors")
     assert torch.equal(trained.body[0].weight, src.body[0].weight)  # learning rate 0: still the init weights
     assert meta["init_from"]["step"] == 19 and meta["step"] == 1

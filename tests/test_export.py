@@ -110,14 +110,15 @@ def test_errors(tmp_path, exported, ckpt):
         verify_onnx(ckpt, exported, [(8, 8)])
 
 
-def test_cli_export_prints_diffs(ckpt, tmp_path, capsys):
+def test_cli_export_prints_diffs(ckpt, tmp_path, capsys, caplog):
     ap = argparse.ArgumentParser()
     add_export_parser(ap.add_subparsers(dest="command"))
     out = tmp_path / "cli.onnx"
     args = ap.parse_args(["export", "--checkpoint", str(ckpt), "-o", str(out), "--verify-sizes", "21x35,50x17"])
+    caplog.set_level("INFO", logger="asapnet")
     assert cmd_export(args) == 0
+    assert f"wrote {out}" in caplog.text  # a log message; the verification's numbers are printed
     text = capsys.readouterr().out
-    assert f"wrote {out}" in text
     lines = [ln for ln in text.splitlines() if "max abs diff" in ln]
     assert [ln.split(" at ")[1].split(":")[0] for ln in lines] == ["21x35", "50x17"]
     assert all(float(ln.rsplit(" ", 1)[1]) < TOL for ln in lines)

@@ -285,7 +285,7 @@ def test_translate_skip_reports_bad_file_and_translates_the_rest(tiny_ckpt, tmp_
     out = tmp_path / "out"
     rc = main(["translate", str(ok1), str(bad), str(tmp_path / "in" / "photo.png"), str(ok2), "-o", str(out),
                "--checkpoint", str(tiny_ckpt), "--on-error", "skip"])
-    text = capsys.readouterr().out
+    text = capsys.readouterr().err  # log messages: stderr
     assert rc == 0
     assert f"skipped {bad}: cannot read image" in text
     assert "photo.png: is a JPEG image" in text  # the format Pillow reports, not the extension
@@ -294,20 +294,22 @@ def test_translate_skip_reports_bad_file_and_translates_the_rest(tiny_ckpt, tmp_
 
 
 def test_translate_non_utf8_name_with_strict_stdout(tiny_ckpt, tmp_path, monkeypatch):
-    """A UTF-8 terminal outside the C locale has a strict stdout: printing a file name that is not
-    UTF-8 must not stop the batch (here: after the first of two files)."""
+    """A UTF-8 terminal outside the C locale has a strict stdout and stderr: printing a file name
+    that is not UTF-8 (the per-file log lines go to stderr) must not stop the batch (here: after
+    the first of two files)."""
     d = os.fsencode(tmp_path)
     os.mkdir(os.path.join(d, b"in"))
     names = [b"str\xe4\xdfe.png", b"zz.png"]  # latin-1 'strasse' with sharp s, then a plain name
     for n in names:
         with open(os.path.join(d, b"in", n), "wb") as f:
             Image.fromarray(np.full((8, 8), 1, np.uint8)).save(f, "PNG")
-    out = io.BytesIO()
+    out, err = io.BytesIO(), io.BytesIO()
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out, encoding="utf-8", errors="strict", write_through=True))
+    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(err, encoding="utf-8", errors="strict", write_through=True))
     rc = main(["translate", *(os.fsdecode(os.path.join(d, b"in", n)) for n in names), "-o", str(tmp_path / "out"),
                "--checkpoint", str(tiny_ckpt)])
     assert sorted(os.listdir(os.path.join(d, b"out"))) == sorted(names)
-    assert rc == 0 and b"wrote 2 image(s)" in out.getvalue()
+    assert rc == 0 and b"wrote 2 image(s)" in err.getvalue() and b"str\\udce4\\udcdfe.png ->" in err.getvalue()
 
 
 def test_translate_same_stem_does_not_overwrite_outputs(tiny_ckpt, tmp_path, capsys):

@@ -11,7 +11,6 @@ import os
 import struct
 import subprocess
 import sys
-import time
 import zlib
 from pathlib import Path
 
@@ -74,12 +73,15 @@ def _digest(*paths) -> dict:
 
 
 def _one_error_line(err: str, command: str) -> str:
-    """The single stderr line of a refused command (asserts there is exactly one, no traceback)."""
+    """The error line of a refused command: one line, the last on stderr, no traceback. The lines
+    before it can only be the command's progress messages (e.g. ``model: ...``, logged before the
+    bad input was reached; ``-q`` leaves the error alone, see tests/test_cli_options.py), none of
+    them an error or a warning."""
     assert "Traceback" not in err, err
-    lines = err.strip("\n").split("\n")
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"asapnet {command}: error: ") or lines[0].startswith("asapnet: error: "), err
-    return lines[0]
+    *before, last = err.strip("\n").split("\n")
+    assert last.startswith(f"asapnet {command}: error: ") or last.startswith("asapnet: error: "), err
+    assert not any("error" in line.lower() or "warning" in line.lower() for line in before), err
+    return last
 
 
 def _run_main(args, capsys) -> tuple:
@@ -127,19 +129,27 @@ def _default_limit(monkeypatch):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_default_limit_accepts_cityscapes_and_4096_and_refuses_9000(tmp_path):
+def test_default_limit_accepts_cityscapes_and_4096_and_refuses_9000(tmp_path, monkeypatch):
     assert 4096 * 4096 <= io_mod.max_pixels() < 9000 * 9000
     assert read_label(EXAMPLE).shape == (1024, 2048)
     big = _bilevel_png(tmp_path / "ok4096.png", 4096, 4096)
     assert read_label(big).shape == (4096, 4096)
-    t = time.perf_counter()
     huge = _bilevel_png(tmp_path / "huge.png", 9000, 9000)
-    assert time.perf_counter() - t < 2 and huge.stat().st_size < 200_000
+    assert huge.stat().st_size < 200_000
+    from PIL import ImageFile
+
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+
+    def load(self):  # records every decode
+        decoded.append(self.size)
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
     for reader in (read_label, read_image):
-        t = time.perf_counter()
         with pytest.raises(DataError) as e:
             reader(huge)
-        assert time.perf_counter() - t < 1  # refused from the header, nothing decoded
+        assert decoded == []  # refused from the header, nothing decoded
         msg = str(e.value)
         assert msg.startswith(f"{huge}: image too large: 9000x9000 = 81,000,000 pixels, more than the limit of "
                               "67,108,864 pixels") and "ASAPNET_MAX_PIXELS" in msg and "\n" not in msg
@@ -304,10 +314,8 @@ def _bad_checkpoints():
 def test_bad_checkpoint_is_one_value_error_naming_the_file(case, tmp_path):
     tensors, meta, pattern = _bad_checkpoints()[case]
     path = _write(tmp_path / f"{case}.safetensors", tensors, meta)
-    t = time.perf_counter()
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(ValueError) as e:  # (a hang would be stopped by pytest-timeout)
         load_generator(path)
-    assert time.perf_counter() - t < 20
     msg = str(e.value)
     assert msg.startswith(f"{path}: ") and "\n" not in msg, msg
     assert __import__("re").search(pattern, msg), msg
@@ -397,9 +405,8 @@ def test_bad_numbers_in_a_subprocess():
         assert r.returncode == 2 and expected in line and r.stdout == ""
 
 
-def test_unavailable_cuda_is_refused_at_parse_time(capsys):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
+def test_unavailable_cuda_is_refused_at_parse_time(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a machine with CUDA: no skip
     with pytest.raises(SystemExit) as e:
         main(["bench", "--device", "cuda"])
     assert e.value.code == 2 and "CUDA is not available" in _one_error_line(capsys.readouterr().err, "bench")
@@ -430,14 +437,31 @@ def test_output_file_that_is_a_directory_is_one_line(tiny_ckpt, tmp_path, capsys
     assert rc == 2 and str(tmp_path / "out" / "x.png") in line and "Is a directory" in line
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def _without_root_file_override():
+    """preexec_fn for a child of a root process: drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from
+    the capability bounding set, so that the child (still uid 0, owner of the test's files)
+    obeys permission bits like any user; a no-op for other users."""
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+        return
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
 def test_read_only_output_folder_is_one_line_in_a_subprocess(tiny_ckpt, tmp_path):
     lab = _png(tmp_path / "x.png", np.full((8, 8), 7, np.uint8))
     out = tmp_path / "ro"
     out.mkdir()
     out.chmod(0o555)
     try:
-        r = _run_subprocess(["translate", lab, "-o", out, "--checkpoint", tiny_ckpt])
+        try:
+            r = subprocess.run([sys.executable, "-m", "asapnet", "translate", str(lab), "-o", str(out),
+                                "--checkpoint", str(tiny_ckpt)], capture_output=True, text=True, timeout=300,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=_without_root_file_override)
+        except subprocess.SubprocessError as e:  # root without CAP_SETPCAP cannot drop the override
+            pytest.skip(f"root cannot drop CAP_DAC_OVERRIDE here, so it writes into read-only folders ({e})")
     finally:
         out.chmod(0o755)
     line = _one_error_line(r.stderr, "translate")

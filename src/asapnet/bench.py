@@ -16,6 +16,7 @@ import argparse
 import ctypes
 import gc
 import json
+import logging
 import resource
 import statistics
 import sys
@@ -26,35 +27,21 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .argtypes import device, non_negative_int, positive_int
 from .config import CITYSCAPES_NUM_CLASSES
+from .console import progress as _progress
 from .models import create_model, list_models
 from .models.inference import optimize_for_inference
 from .models.winograd import convert_winograd
+# the CLI's argument builder and its constants live in asapnet.parsers (no torch); re-exported here
+from .parsers import BENCH_VARIANTS as VARIANTS, add_bench_parser as add_parser, parse_sizes  # noqa: F401
+
+logger = logging.getLogger(__name__)
 
 Size = Tuple[int, int]
 
 #: ASAP preset per S1: the paper sets S1 so that the LR stream sees at most 256 pixels on the
 #: short side (§3.2, §4); S2 = 16 throughout.
 _ASAP_PRESET_BY_S1 = {1: "cityscapes-256x512", 2: "cityscapes-512x1024", 4: "cityscapes-1024x2048"}
-
-
-def parse_sizes(text: str) -> List[Size]:
-    """'256x512,512x1024' -> [(256, 512), (512, 1024)] as (height, width) pairs.
-
-    Raises:
-        ValueError: an item is not HEIGHTxWIDTH with positive integers.
-    """
-    sizes = []
-    for item in text.split(","):
-        try:
-            h, w = (int(v) for v in item.strip().lower().split("x"))
-        except ValueError:
-            raise ValueError(f"size must look like HEIGHTxWIDTH (e.g. 256x512), got {item!r}") from None
-        if h <= 0 or w <= 0:
-            raise ValueError(f"size must be positive, got {item!r}")
-        sizes.append((h, w))
-    return sizes
 
 
 def asap_preset_for(height: int, width: int) -> str:
@@ -206,11 +193,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-#: ``asapnet bench --variants``: optional ASAP inference variants, timed as extra rows
-#: ``asap+<variant>`` with their max. abs. difference from the plain fp32 output.
-VARIANTS = ("channels_last", "winograd", "bf16", "fp16", "int8", "compile", "onnx")
-
-
 def _variant_model(model: torch.nn.Module, variant: str, device: torch.device, x: torch.Tensor) -> Callable:
     """Build the callable of ASAP ``variant`` (see :data:`VARIANTS`) from a fresh ``model``."""
     if variant == "onnx":
@@ -232,7 +214,7 @@ def _variant_model(model: torch.nn.Module, variant: str, device: torch.device, x
 def _bench_one(name: str, size: Size, repeats: int, warmup: int, device: torch.device, num_classes: int,
                preset: Optional[str], kwargs: Dict, variant: Optional[str] = None,
                reference: Optional[torch.Tensor] = None, channels_last: bool = False,
-               winograd: bool = False) -> Tuple[Dict, torch.Tensor]:
+               winograd: bool = False, tick: Optional[Callable[[], object]] = None) -> Tuple[Dict, torch.Tensor]:
     h, w = size
     x = random_label_input(num_classes, h, w, generator=torch.Generator().manual_seed(0)).to(device)
     mem = PeakMemory(device)
@@ -265,6 +247,8 @@ def _bench_one(name: str, size: Size, repeats: int, warmup: int, device: torch.d
             run(x)
             _sync(device)
             times.append((time.perf_counter() - t0) * 1e3)
+            if tick is not None:  # the progress bar, outside the timed window
+                tick()
     r = {"model": f"{name}+{variant}" if variant else name, "size": f"{h}x{w}", "height": h, "width": w,
          "preset": used_preset, "ms": statistics.median(times), "ms_min": min(times), "ms_max": max(times),
          "repeats": repeats, "params": params, "gflops": gflops, "peak_mb": peak_mb, "device": str(device),
@@ -324,11 +308,14 @@ def benchmark(models: Sequence[str], sizes: Sequence[Size], repeats: int = 5, de
     if variants and "asap" not in models:
         raise ValueError("variants are ASAP variants: include 'asap' in the models")
     results = []
+    bar = _progress(total=len(sizes) * (len(models) + len(variants)) * repeats, desc="bench", unit="pass")
+    tick = lambda: bar.update(1)  # noqa: E731
     for size in sizes:
         ref = None
         for name in models:
+            bar.set_description(f"{name} {size[0]}x{size[1]}")
             r, y = _bench_one(name, tuple(size), repeats, warmup, dev, num_classes, preset, model_kwargs.get(name, {}),
-                              channels_last=channels_last, winograd=winograd)
+                              channels_last=channels_last, winograd=winograd, tick=tick)
             if name == "asap":
                 ref = y
             del y
@@ -336,11 +323,13 @@ def benchmark(models: Sequence[str], sizes: Sequence[Size], repeats: int = 5, de
             if on_result:
                 on_result(r)
         for v in variants:
+            bar.set_description(f"asap+{v} {size[0]}x{size[1]}")
             r, _ = _bench_one("asap", tuple(size), repeats, warmup, dev, num_classes, preset,
-                              model_kwargs.get("asap", {}), variant=v, reference=ref)
+                              model_kwargs.get("asap", {}), variant=v, reference=ref, tick=tick)
             results.append(r)
             if on_result:
                 on_result(r)
+    bar.close()
     asap_ms = {r["size"]: r["ms"] for r in results if r["model"] == "asap"}
     for r in results:
         r["ratio_to_asap"] = r["ms"] / asap_ms[r["size"]] if r["size"] in asap_ms else None
@@ -467,31 +456,6 @@ def plot(results: Sequence[Dict], path: str | Path, title: str = "") -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``bench`` command to an ``argparse`` sub-parser collection."""
-    p = subparsers.add_parser("bench", help="time ASAP-Net against pix2pixHD, SPADE and pix2pix")
-    p.add_argument("--models", default="asap,pix2pixhd,spade,pix2pix", help="comma-separated registered names")
-    p.add_argument("--sizes", default="256x512,512x1024,1024x2048", help="comma-separated HEIGHTxWIDTH")
-    p.add_argument("--repeats", type=positive_int, default=5, help="timed passes per model and size")
-    p.add_argument("--warmup", type=non_negative_int, default=1, help="untimed passes before timing")
-    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N or mps")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--preset", default=None, help="ASAP preset for every size (default: by size, paper §3.2)")
-    p.add_argument("--num-classes", type=positive_int, default=CITYSCAPES_NUM_CLASSES,
-                   help="label classes; inputs get one more channel for instance edges")
-    p.add_argument("--json", action="store_true", help="print one JSON object per (model, size), no table")
-    p.add_argument("--plot", default=None, metavar="FILE.png", help="save runtime vs resolution plot")
-    p.add_argument("--variants", default="", help="extra ASAP rows, comma-separated: " + ",".join(VARIANTS) +
-                   " (time + max abs error vs fp32)")
-    p.add_argument("--channels-last", action="store_true",
-                   help="every model (ASAP and baselines) with channels-last (NHWC) weights")
-    p.add_argument("--winograd", action="store_true",
-                   help="every model (ASAP and baselines) with its wide 3x3 convolutions by Winograd F(2x2,3x3)")
-    p.add_argument("--stages", action="store_true",
-                   help="instead: ASAP per-stage times (downsample, LR, HR) and HR GFLOP/s vs matmul GFLOP/s")
-    return p
-
-
 def cmd_bench(a: argparse.Namespace) -> int:
     """Run :func:`benchmark` from parsed CLI arguments; print a table or JSON lines."""
     if a.threads:
@@ -511,7 +475,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
         return 0
 
     def progress(r: Dict) -> None:
-        print(f"bench: {r['model']} {r['size']}: {r['ms']:.1f} ms", file=sys.stderr, flush=True)
+        logger.info(f"bench: {r['model']} {r['size']}: {r['ms']:.1f} ms")
 
     results = benchmark(models, sizes, a.repeats, a.device, warmup=a.warmup, num_classes=a.num_classes,
                         preset=a.preset, on_result=progress,
@@ -526,5 +490,5 @@ def cmd_bench(a: argparse.Namespace) -> int:
         print(format_table(results))
     if a.plot:
         plot(results, a.plot, title=f"{a.device}, {torch.get_num_threads()} thread(s), batch 1")
-        print(f"bench: wrote {a.plot}", file=sys.stderr)
+        logger.info(f"bench: wrote {a.plot}")
     return 0

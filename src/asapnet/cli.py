@@ -8,101 +8,18 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
-from .argtypes import device, non_negative_float, non_negative_int, positive_int
-from .bench import add_parser as _add_bench, cmd_bench
-from .data.io import DataError
-from .deblur import add_deblur_parser, add_evaluate_deblur_args, add_train_deblur_args, cmd_deblur, \
-    cmd_evaluate_deblur, cmd_train_deblur
-from .demo import add_demo_parser, cmd_demo
-from .denoise import add_denoise_parser, add_train_denoise_args, cmd_denoise, cmd_evaluate_denoise, \
-    cmd_train_denoise, parse_sigmas
-from .evaluate import add_evaluate_translate_args, cmd_evaluate_translate
-from .export import add_export_parser, cmd_export
-from .convert import add_convert_parser, cmd_convert
-from .losses import PretrainedWeightsUnavailable
-from .segment import add_train_segment_args, cmd_train_segment
-from .study import add_study_parser, cmd_study
+# Nothing heavy at module level: the parsers (asapnet.parsers) import no torch, and each command
+# imports its task module when it runs, so that `asapnet --help` and argument errors come back at
+# once. parse_size is re-exported for callers of its old home.
+from .parsers import parse_size  # noqa: F401
 
-
-def parse_size(s: str) -> Optional[Tuple[int, int]]:
-    """'256x512' -> (256, 512) as (height, width); 'none' -> None."""
-    if s.lower() in ("none", "full"):
-        return None
-    try:
-        h, w = s.lower().split("x")
-        return int(h), int(w)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like HEIGHTxWIDTH (e.g. 256x512), got {s!r}") from None
-
-
-def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a generator (SPADE-style GAN, paper §3.4), a denoiser, a deblurrer "
-                                     "or the segmentation-score network")
-    p.add_argument("--task", choices=["translate", "denoise", "deblur", "segment"], default="translate",
-                   help="translate: label->photo GAN (default); denoise: DnCNN/ASAP on BSD Train400; deblur: "
-                        "DeblurGAN/ASAP/MSG U-Net on synthetic motion blur; segment: segmenter for segscore")
-    p.add_argument("--dataset", choices=["cityscapes", "cityscapes-pix2pix", "cityscapes-official", "facades",
-                                         "folders", "ab"], default="cityscapes",
-                   help="cityscapes: {train_label,train_inst,train_img} layout; cityscapes-pix2pix: the pix2pix "
-                        "photo|colour-label JPEGs (<data>/train, validation on <data>/val); cityscapes-official: "
-                        "gtFine/ + leftImg8bit/ as downloaded; facades: CMP Facades base set (<data>/train, "
-                        "validation on <data>/test); folders: paired folders matched by stem; ab: pix2pix "
-                        "side-by-side A|B images")
-    p.add_argument("--data-root", default=None, help="data folder (default $ASAPNET_DATA or ../shared/data)")
-    p.add_argument("--data", default=None, help="dataset folder (default <data-root>/cityscapes_samples)")
-    p.add_argument("--label-dir"), p.add_argument("--image-dir"), p.add_argument("--inst-dir")
-    p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"])
-    p.add_argument("--num-classes", type=positive_int, default=35)
-    p.add_argument("--no-instance", action="store_true", help="do not use instance edge maps")
-    # None = the task's own default (see TASK_DEFAULTS and the task modules)
-    p.add_argument("--model", default=None, help="translate: asap; denoise: asap|dncnn; deblur: asap|deblurgan|msg_unet")
-    p.add_argument("--preset", default=None, help="ASAP config preset (see asapnet.ASAP_PRESETS; translate: "
-                                                 "cityscapes-256x512-cpu)")
-    p.add_argument("--steps", type=positive_int, default=None)
-    p.add_argument("--batch-size", type=positive_int, default=None)
-    p.add_argument("--crop", type=parse_size, default=(256, 512), help="HxW training crop or 'none'")
-    p.add_argument("--load-size", type=parse_size, default=None, help="resize inputs to HxW first")
-    p.add_argument("--lr-g", type=non_negative_float, default=None, help="G learning rate (translate: 1e-4, TTUR)")
-    p.add_argument("--lr-d", type=non_negative_float, default=None, help="D learning rate (translate: 4e-4, TTUR)")
-    p.add_argument("--lambda-feat", type=non_negative_float, default=10.0)
-    p.add_argument("--lambda-vgg", type=non_negative_float, default=10.0)
-    p.add_argument("--no-vgg", action="store_true", help="train without the VGG19 perceptual loss")
-    p.add_argument("--lambda-l1", type=non_negative_float, default=None, help="L1 reconstruction weight (translate: 0)")
-    p.add_argument("--no-gan", action="store_true", help="no discriminator (reconstruction losses only)")
-    p.add_argument("--ndf", type=positive_int, default=64), p.add_argument("--n-layers-d", type=positive_int, default=4)
-    p.add_argument("--num-d", type=positive_int, default=2, help="discriminator scales")
-    p.add_argument("--holdout", type=non_negative_int, default=0, help="hold the last K pairs out for validation "
-                   "(cityscapes-pix2pix / facades: validate on the first K pairs of the val / test split)")
-    p.add_argument("--head-init", choices=["hyper", "default"], default="hyper",
-                   help="translate, ASAP: initialise the LR-stream head as a hypernetwork of well-scaled MLPs "
-                        "(default) or with PyTorch's default init (the MLPs collapse to one colour per tile)")
-    p.add_argument("--param-upsampling", choices=["nearest", "bilinear"], default=None,
-                   help="translate, ASAP: how the LR stream's MLP parameters reach every pixel: one MLP per "
-                        "S x S tile (nearest, the paper) or blended bilinearly between tile centres (no tile "
-                        "seams, 4x the HR stream's products); default: the preset's")
-    p.add_argument("--head-modulation", type=non_negative_float, default=0.3,
-                   help="translate, ASAP, --head-init hyper: std of the per-tile part of the initial MLP weights "
-                        "(0 = every tile starts with the same MLP)")
-    p.add_argument("--out", default=None, help="run folder (translate: runs/asap)")
-    p.add_argument("--resume", action="store_true", help="continue from <out>/state.safetensors")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start again in an --out folder that holds a run: delete its state, generator, run.json, "
-                        "metrics.jsonl, samples/ and tb/ first (without --resume or --overwrite such a folder "
-                        "is refused)")
-    p.add_argument("--threads", type=positive_int, default=None)
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--sample-every", type=positive_int, default=None, help="(translate: 100)")
-    p.add_argument("--checkpoint-every", type=positive_int, default=None, help="(translate: 100)")
-    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N or mps")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_train_denoise_args(p)
-    add_train_deblur_args(p)
-    add_train_segment_args(p)
+logger = logging.getLogger(__name__)
 
 
 TASK_DEFAULTS = {
@@ -115,25 +32,34 @@ TASK_DEFAULTS = {
 def cmd_train(a: argparse.Namespace) -> int:
     """Dispatch ``asapnet train`` on ``--task``; unset options take the task's defaults."""
     if a.task == "denoise":
+        from .denoise import cmd_train_denoise
         return cmd_train_denoise(a)
     if a.task == "deblur":
+        from .deblur import cmd_train_deblur
         return cmd_train_deblur(a)
     for k, v in TASK_DEFAULTS[a.task].items():
         if getattr(a, k, None) is None:
             setattr(a, k, v)
     if a.task == "segment":
+        from .segment import cmd_train_segment
         return cmd_train_segment(a)
     return cmd_train_translate(a)
 
 
 def cmd_train_translate(a: argparse.Namespace) -> int:
     """``asapnet train --task translate``: label->photo (or A|B image->image) GAN training."""
+    from .argtypes import check_precision
     from .config import DiscriminatorConfig, TrainConfig, asap_preset
+    from .console import quiet
     from .data.datasets import AlignedABDataset, LabelPhotoDataset, cityscapes_pairs, data_root, pairs_from_folders
+    from .data.io import DataError
     from .models import create_model
     import torch
 
     from .train import Trainer, prepare_run_dir, train
+
+    precision = getattr(a, "precision", "fp32")
+    check_precision(precision, a.device, training=True)  # before any data is read
 
     if a.dataset == "ab":
         full = AlignedABDataset(a.data, a.direction, a.load_size, flip=True)
@@ -208,11 +134,12 @@ def cmd_train_translate(a: argparse.Namespace) -> int:
         from .checkpoint import init_from_checkpoint, trained_steps
         init_meta = init_from_checkpoint(G, a.init)  # also checks the architecture fits
         init_from = {"path": str(a.init), "step": trained_steps(init_meta)}
-        print(f"initialised from {a.init} ({init_meta['model']}, step {init_from['step']})")
+        logger.info(f"initialised from {a.init} ({init_meta['model']}, step {init_from['step']})")
     tcfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, crop=a.crop, load_size=a.load_size, lr_g=a.lr_g,
                        lr_d=a.lr_d, lambda_feat=a.lambda_feat, lambda_vgg=0.0 if a.no_vgg else a.lambda_vgg,
                        lambda_l1=a.lambda_l1, gan=not a.no_gan, seed=a.seed, num_threads=a.threads,
-                       sample_every=a.sample_every, checkpoint_every=a.checkpoint_every, device=device)
+                       sample_every=a.sample_every, checkpoint_every=a.checkpoint_every, device=device,
+                       precision=precision)
     dcfg = DiscriminatorConfig(in_channels=in_ch + gcfg.out_channels, ndf=a.ndf, n_layers=a.n_layers_d,
                                num_scales=a.num_d)
     extra = {"num_classes": num_classes, "use_instance": use_instance, "dataset": a.dataset,
@@ -232,7 +159,7 @@ def cmd_train_translate(a: argparse.Namespace) -> int:
         from .checkpoint import init_discriminator_from_state
         if init_discriminator_from_state(trainer.D, a.init):
             init_from["discriminator"] = True
-            print(f"discriminator initialised from {a.init}")
+            logger.info(f"discriminator initialised from {a.init}")
     budget = a.time_budget * 60 if getattr(a, "time_budget", None) else None
     # after --init has read its checkpoint (it may lie in the folder --overwrite clears); only the
     # main process deletes, and nobody writes to the folder before every process has checked it
@@ -240,13 +167,13 @@ def cmd_train_translate(a: argparse.Namespace) -> int:
     if trainer.distributed:
         import torch.distributed as dist
         dist.barrier()
-    train(trainer, train_set, val_set, resume=a.resume, progress=not a.quiet, time_budget_s=budget)
+    train(trainer, train_set, val_set, resume=a.resume, progress=not (a.quiet or quiet()), time_budget_s=budget)
     if trainer.distributed:
         import torch.distributed as dist
         dist.barrier()
         dist.destroy_process_group()
     if trainer.is_main:
-        print(f"done: step {trainer.step}, checkpoint {Path(a.out) / 'generator.safetensors'}")
+        logger.info(f"done: step {trainer.step}, checkpoint {Path(a.out) / 'generator.safetensors'}")
     return 0
 
 
@@ -261,55 +188,31 @@ class _Subset:
         return self.ds[self.idx[i]]
 
 
-def _add_translate(sub) -> None:
-    p = sub.add_parser("translate", help="translate label maps into photos")
-    p.add_argument("inputs", nargs="+", help="label maps (class-id PNGs, or Cityscapes colour label maps)")
-    p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument("--checkpoint", default=None, help="generator .safetensors (default: the shipped model)")
-    p.add_argument("--instance-dir", default=None, help="folder of instance maps matched by stem")
-    p.add_argument("--on-error", choices=["stop", "skip"], default="stop")
-    p.add_argument("--mode", choices=["auto", "pixelwise", "native", "bilinear"], default="auto",
-                   help="inputs larger than the training size: pixelwise = LR stream at the training scale, "
-                        "per-pixel MLPs at full resolution (ASAP-Net default); bilinear = translate downsampled, "
-                        "upsample the output; native = run at the input size as is")
-    p.add_argument("--threads", type=positive_int, default=None)
-
-
 def cmd_translate(a: argparse.Namespace) -> int:
+    """``asapnet translate``: label maps -> photos with a translator checkpoint, on ``--device`` in
+    ``--precision`` (:func:`asapnet.models.inference.optimize_for_inference`)."""
     import torch
 
-    from .checkpoint import load_generator
-    from .models.inference import prepare_for_inference
+    from .argtypes import check_precision
+    from .checkpoint import load_generator, require_translator
+    from .models.inference import optimize_for_inference
     from .translate import default_checkpoint, translate_files
 
+    device, precision = getattr(a, "device", "cpu"), getattr(a, "precision", "fp32")
+    check_precision(precision, device)
     if a.threads:
         torch.set_num_threads(a.threads)
     ckpt = Path(a.checkpoint) if a.checkpoint else default_checkpoint()
     model, meta = load_generator(ckpt)
-    from .checkpoint import require_translator
     require_translator(model, meta, ckpt)
-    prepare_for_inference(model)
-    print(f"model: {ckpt} ({meta['model']}, step {meta.get('step', '?')})")
-    done = translate_files(model, meta, a.inputs, Path(a.out), a.instance_dir, a.on_error, mode=a.mode)
-    print(f"wrote {len(done)} image(s) to {a.out}")
+    # eval mode, spectral norm folded; bf16 / fp16: the whole model in that dtype (CastInference)
+    model = optimize_for_inference(model.to(device), precision=precision)
+    extra = "" if device == "cpu" and precision == "fp32" else f", {device}, {precision}"
+    logger.info(f"model: {ckpt} ({meta['model']}, step {meta.get('step', '?')}{extra})")
+    done = translate_files(model, meta, a.inputs, Path(a.out), a.instance_dir, a.on_error, mode=a.mode,
+                           device=device)
+    logger.info(f"wrote {len(done)} image(s) to {a.out}")
     return 0
-
-
-def _add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="score a checkpoint: translate (segscore, PSNR, SSIM, FID), "
-                                        "denoise (PSNR/SSIM per sigma) or deblur (PSNR/SSIM)")
-    p.add_argument("--task", choices=["translate", "denoise", "deblur"], default="translate")
-    p.add_argument("--checkpoint", nargs="+", default=None, metavar="[NAME=]PATH",
-                   help="checkpoint(s); denoise takes one (translate: several are scored side by side; default: the shipped model)")
-    p.add_argument("--data", nargs="*", default=None, help="data folder(s)")
-    p.add_argument("--data-root", default=None, help="default $ASAPNET_DATA or ../shared/data")
-    p.add_argument("--metrics", default=None, help="translate: comma-separated metrics")
-    p.add_argument("--sigma", type=parse_sigmas, default=[15.0, 25.0, 50.0], help="denoise: sigma list, e.g. 15,25,50")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="noise / blur seed")
-    p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
-    p.add_argument("--threads", type=positive_int, default=None)
-    add_evaluate_translate_args(p, shared=False)
-    add_evaluate_deblur_args(p, shared=False)
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
@@ -317,7 +220,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.task == "deblur":
         if not a.checkpoint:
             raise ValueError("evaluate --task deblur needs --checkpoint")
+        from .deblur import cmd_evaluate_deblur
         return cmd_evaluate_deblur(a)
+    from .evaluate import cmd_evaluate_translate
     if a.task == "translate":
         return cmd_evaluate_translate(a)  # takes [NAME=]PATH lists and checks --data itself
     if a.checkpoint and len(a.checkpoint) > 1:
@@ -328,33 +233,58 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.task == "denoise":
         if not ckpt or not a.data:
             raise ValueError("evaluate --task denoise needs --checkpoint and --data")
+        from .denoise import cmd_evaluate_denoise
         return cmd_evaluate_denoise(argparse.Namespace(**{**vars(a), "checkpoint": ckpt}))
     return cmd_evaluate_translate(argparse.Namespace(**{**vars(a), "checkpoint": ckpt,
                                                         "data": a.data[0] if a.data else None}))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
-    ap = argparse.ArgumentParser(prog="asapnet", description=__doc__.splitlines()[0])
-    ap.add_argument("--version", action="version", version=f"asapnet {__version__}")
-    sub = ap.add_subparsers(dest="command", required=True)
-    _add_train(sub)
-    _add_translate(sub)
-    _add_bench(sub)
-    _add_evaluate(sub)
-    add_denoise_parser(sub)
-    add_deblur_parser(sub)
-    add_export_parser(sub)
-    add_convert_parser(sub)
-    add_demo_parser(sub)
-    add_study_parser(sub)
-    return ap
+def cmd_bench(a: argparse.Namespace) -> int:
+    from .bench import cmd_bench as run
+    return run(a)
 
 
+def cmd_denoise(a: argparse.Namespace) -> int:
+    from .denoise import cmd_denoise as run
+    return run(a)
+
+
+def cmd_deblur(a: argparse.Namespace) -> int:
+    from .deblur import cmd_deblur as run
+    return run(a)
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from .export import cmd_export as run
+    return run(a)
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import cmd_demo as run
+    return run(a)
+
+
+def cmd_study(a: argparse.Namespace) -> int:
+    from .study import cmd_study as run
+    return run(a)
+
+
+def cmd_convert(a: argparse.Namespace) -> int:
+    from .convert import cmd_convert as run
+    return run(a)
+
+
+#: command -> function(parsed arguments) -> exit status; each imports its task module when called
 COMMANDS = {"train": cmd_train, "translate": cmd_translate, "bench": cmd_bench, "evaluate": cmd_evaluate,
-            "denoise": cmd_denoise, "deblur": cmd_deblur, "export": cmd_export, "demo": cmd_demo, "study": cmd_study}
-COMMANDS["convert"] = cmd_convert
+            "denoise": cmd_denoise, "deblur": cmd_deblur, "export": cmd_export, "demo": cmd_demo, "study": cmd_study,
+            "convert": cmd_convert}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``asapnet`` argument parser (:func:`asapnet.parsers.build_parser`); imports no task module."""
+    from .parsers import build_parser as build
+
+    return build(description=__doc__.splitlines()[0])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -367,6 +297,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     pretrained weights) print exactly one line ``asapnet <command>: error: <message>`` on stderr
     and give exit status 2, without a traceback. Any other exception is a bug and keeps its
     traceback.
+
+    Progress and info messages are log records of the ``asapnet`` loggers, shown on stderr while
+    the command runs (:func:`asapnet.console.cli_logging`): INFO by default, DEBUG with ``-v``,
+    WARNING with ``-q`` (which also turns the progress bars off); results stay on stdout.
     """
     import contextlib
     import io
@@ -396,14 +330,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             sys.stderr.write(text)
         raise
     sys.stderr.write(captured.getvalue())
+    from .console import cli_logging
+    from .data.io import DataError
+    from .losses import PretrainedWeightsUnavailable
+
     try:
-        rc = COMMANDS[args.command](args)
-        if args.command == "demo":
-            # After a threaded server ran torch in handler threads, interpreter teardown can abort
-            # in a C++ thread-pool destructor ("terminate called without an active exception");
-            # everything is already closed, so leave without the teardown.
-            sys.stdout.flush(), sys.stderr.flush()
-            os._exit(rc)
+        with cli_logging(getattr(args, "log_level", logging.INFO)):
+            rc = COMMANDS[args.command](args)
+            if args.command == "demo":
+                # After a threaded server ran torch in handler threads, interpreter teardown can abort
+                # in a C++ thread-pool destructor ("terminate called without an active exception");
+                # everything is already closed, so leave without the teardown.
+                sys.stdout.flush(), sys.stderr.flush()
+                os._exit(rc)
         return rc
     except (DataError, ValueError, PretrainedWeightsUnavailable, OSError) as e:
         print(f"asapnet {args.command}: error: {message(e)}", file=sys.stderr)

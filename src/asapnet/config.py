@@ -359,6 +359,10 @@ class TrainConfig:
         shuffle: shuffle the training set every epoch.
         seed: RNG seed.
         num_threads: torch CPU threads (``None`` = torch default).
+        device: where the models train (``cpu``, ``cuda``, ``cuda:N``, ``mps``).
+        precision: ``fp32``; ``bf16`` (``torch.autocast`` around the forward passes and losses,
+            any device); ``fp16`` (autocast plus gradient scaling, CUDA only). Weights and
+            optimiser states stay float32 (:class:`asapnet.train.Trainer`).
     """
 
     steps: int = 1000
@@ -382,6 +386,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     device: str = "cpu"
+    precision: str = "fp32"
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

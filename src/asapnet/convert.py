@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import math
 import os
 import re
@@ -48,6 +49,10 @@ import torch
 import torch.nn as nn
 
 from .config import ASAPConfig
+# the CLI's argument builder lives in asapnet.parsers (no torch); re-exported here
+from .parsers import CONVERT_SOURCES, add_convert_parser  # noqa: F401
+
+logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 StateDict = Dict[str, torch.Tensor]
@@ -55,7 +60,7 @@ StateDict = Dict[str, torch.Tensor]
 Converted = Tuple[nn.Module, str, Dict[str, Any]]
 
 #: reference code bases that can be converted (``--from``)
-SOURCES = ("asapnet", "spade", "pix2pixhd")
+SOURCES = CONVERT_SOURCES  # ("asapnet", "spade", "pix2pixhd")
 
 # Option defaults of each reference code base without a dataset (its base_options.py plus the
 # generator's own defaults), then what each dataset option file of the reference sets.
@@ -694,52 +699,6 @@ def convert_checkpoint(src: PathLike, out: PathLike, opts: ReferenceOptions, key
 # ---------------------------------------------------------------------------------------------
 
 
-def add_convert_parser(sub) -> argparse.ArgumentParser:
-    """Add ``asapnet convert`` to an argparse subparsers object. Options left unset take the
-    reference defaults of ``--from`` and ``--dataset``."""
-    p = sub.add_parser("convert", help="convert a released ASAP-Net / SPADE / pix2pixHD generator (.pth) "
-                                       "into an asapnet checkpoint")
-    p.add_argument("checkpoint", help="reference generator weights, e.g. checkpoints/cityscapes/latest_net_G.pth")
-    p.add_argument("-o", "--out", required=True, help="the .safetensors file to write")
-    p.add_argument("--from", dest="source", required=True, choices=SOURCES, help="reference code base")
-    p.add_argument("--dataset", choices=DATASETS, default=None,
-                   help="fill the reference's option defaults of this dataset (asapnet: cityscapes|facades; "
-                        "spade: cityscapes|ade20k|coco; pix2pixhd: cityscapes)")
-    p.add_argument("--key", default=None, help="entry of a nested checkpoint holding the state dict (a.b for nesting)")
-    g = p.add_argument_group("inputs and sizes (reference --label_nc, --contain_dontcare_label, --no_instance, "
-                             "--crop_size, --aspect_ratio, --output_nc)")
-    g.add_argument("--label-nc", type=int)
-    g.add_argument("--contain-dontcare-label", action=argparse.BooleanOptionalAction, default=None)
-    g.add_argument("--instance", action=argparse.BooleanOptionalAction, default=None,
-                   help="instance-edge input channel (--no-instance: none)")
-    g.add_argument("--crop-size", type=int)
-    g.add_argument("--aspect-ratio", type=float)
-    g.add_argument("--output-nc", type=int)
-    g.add_argument("--norm-g", help="reference --norm_G (ASAP-Net, SPADE) or --norm (pix2pixHD)")
-    a = p.add_argument_group("ASAP-Net")
-    for opt in ("lr-width", "lr-max-width", "lr-depth", "hr-width", "hr-depth", "learned-ds-factor"):
-        a.add_argument(f"--{opt}", type=int)
-    a.add_argument("--lr-instance", action=argparse.BooleanOptionalAction, default=None,
-                   help="the instance edges go to the LR stream only (the reference default)")
-    a.add_argument("--lr-padding", choices=["zeros", "reflect", "replicate"],
-                   help="LR-stream padding (reflect: --reflection_pad; the default of --dataset facades)")
-    a.add_argument("--reflection-pad", dest="lr_padding", action="store_const", const="reflect",
-                   help="the reference's --reflection_pad: same as --lr-padding reflect")
-    a.add_argument("--replicate-pad", dest="lr_padding", action="store_const", const="replicate",
-                   help="the reference's --replicate_pad: same as --lr-padding replicate")
-    a.add_argument("--positional-encoding", action=argparse.BooleanOptionalAction, default=None,
-                   help="--hr_coor cosine (default) or None (--no-positional-encoding)")
-    s = p.add_argument_group("SPADE / pix2pixHD")
-    s.add_argument("--ngf", type=int)
-    s.add_argument("--num-upsampling-layers", choices=["normal", "more", "most"])
-    s.add_argument("--use-vae", action=argparse.BooleanOptionalAction, default=None)
-    s.add_argument("--z-dim", type=int)
-    s.add_argument("--netg", choices=["global", "local"], help="pix2pixHD --netG")
-    for opt in ("n-downsample-global", "n-blocks-global", "n-local-enhancers", "n-blocks-local"):
-        s.add_argument(f"--{opt}", type=int)
-    return p
-
-
 _OPTION_ARGS = ("label_nc", "contain_dontcare_label", "instance", "crop_size", "aspect_ratio", "output_nc", "norm_g",
                 "lr_width", "lr_max_width", "lr_depth", "hr_width", "hr_depth", "learned_ds_factor", "lr_instance",
                 "lr_padding", "positional_encoding", "ngf", "num_upsampling_layers", "use_vae", "z_dim", "netg",
@@ -752,9 +711,9 @@ def cmd_convert(a: argparse.Namespace) -> int:
     info = convert_checkpoint(a.checkpoint, a.out, opts, a.key)
     size = f", trained at {info['train_size'][0]}x{info['train_size'][1]}" if "train_size" in info else ""
     extra = f", S = {info['config']['s1'] * info['config']['s2']}" if info["model"] == "asap" else ""
-    print(f"wrote {a.out}: {info['model']} generator, {info['parameters'] / 1e6:.2f} M parameters, "
+    logger.info(f"wrote {a.out}: {info['model']} generator, {info['parameters'] / 1e6:.2f} M parameters, "
           f"{opts.num_classes} classes{' + instance edges' if opts.instance else ''}{extra}{size} "
           f"(from {a.source} {a.checkpoint})")
     for note in info["notes"]:
-        print(f"note: {note}")
+        logger.info(f"note: {note}")
     return 0

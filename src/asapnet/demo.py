@@ -30,9 +30,9 @@ import base64
 import binascii
 import io
 import json
+import logging
 import re
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -51,7 +51,11 @@ from .data.io import DataError
 from .httpguard import (DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, RETRY_AFTER, GuardedHandler, GuardedHTTPServer,
                         Reject, exposure_warning)
 from .models.inference import prepare_for_inference
+# the CLI's argument builder lives in asapnet.parsers (no torch); re-exported here
+from .parsers import add_demo_parser  # noqa: F401
 from .translate import find_instance_map, label_to_input, model_train_size, run_generator
+
+logger = logging.getLogger(__name__)
 
 #: Colours of the 35 Cityscapes label ids (cityscapesScripts ``labels.py``), for the input preview.
 CITYSCAPES_COLORS = [
@@ -143,10 +147,14 @@ class DemoApp:
             :func:`asapnet.checkpoint.load_generator`).
         cfg: demo options.
         name: model description shown on the page.
+        device: where the model runs (it is moved there); label maps go there, translations
+            come back to the CPU to be encoded.
     """
 
-    def __init__(self, model: nn.Module, meta: Dict, cfg: DemoConfig, name: str = "model"):
-        self.model, self.meta, self.cfg, self.name = prepare_for_inference(model), meta, cfg, name
+    def __init__(self, model: nn.Module, meta: Dict, cfg: DemoConfig, name: str = "model",
+                 device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.model, self.meta, self.cfg, self.name = prepare_for_inference(model.to(self.device)), meta, cfg, name
         from .checkpoint import require_translator
 
         self.num_classes, self.use_instance = require_translator(model, meta, meta.get("path", "checkpoint"))
@@ -188,10 +196,14 @@ class DemoApp:
         warnings: List[str] = []
         x = label_to_input(label, self.num_classes, self.use_instance, instance if self.use_instance else None,
                            merge=self.meta.get("label_ids"), log=warnings.append)
+        from .models.inference import synchronize
+
         with self._lock, torch.no_grad():
             t = time.perf_counter()
-            y = run_generator(self.model, x, model_train_size(self.meta))
+            y = run_generator(self.model, x.to(self.device), model_train_size(self.meta))
+            synchronize(y.device)
             ms = (time.perf_counter() - t) * 1000
+            y = y.float().cpu()
         out = ((y[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
         ids = x[0, :self.num_classes].argmax(0).numpy()
         res = {"output": _data_url(out), "input": _data_url(self.colors[ids]), "width": int(out.shape[1]),
@@ -387,25 +399,6 @@ info();
 # ---------------------------------------------------------------------------------------------
 
 
-def add_demo_parser(sub) -> argparse.ArgumentParser:
-    """Add ``asapnet demo`` to an argparse subparsers object."""
-    p = sub.add_parser("demo", help="serve a local web page that translates label maps")
-    p.add_argument("--checkpoint", default=None, help="generator .safetensors (default: the shipped model)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (0 = any free port)")
-    p.add_argument("--examples", default=None, help="folder of *_gtFine_labelIds.png examples")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--max-concurrent", type=int, default=1,
-                   help="translations run at once, others are answered 503 'busy, retry' (default 1: on a CPU one "
-                        "forward pass uses every thread; each 2048x2048 request needs about 1.5 GB)")
-    p.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
-                   help=f"connections served at once, one thread each (default {DEFAULT_MAX_CONNECTIONS})")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                   help=f"seconds a client may stall before it is dropped (default {DEFAULT_TIMEOUT:g})")
-    p.add_argument("--verbose", action="store_true", help="log every request")
-    return p
-
-
 def cmd_demo(a: argparse.Namespace) -> int:
     """Run ``asapnet demo`` until Ctrl-C. Returns 0."""
     from .checkpoint import load_generator
@@ -421,15 +414,17 @@ def cmd_demo(a: argparse.Namespace) -> int:
     ckpt = Path(a.checkpoint) if a.checkpoint else default_checkpoint()
     model, meta = load_generator(ckpt)
     cfg = DemoConfig(examples_dir=find_examples_dir(a.examples), max_concurrent=getattr(a, "max_concurrent", 1))
-    app = DemoApp(model, meta, cfg, name=f"{ckpt.name} ({meta['model']}, step {meta.get('step', '?')})")
+    app = DemoApp(model, meta, cfg, name=f"{ckpt.name} ({meta['model']}, step {meta.get('step', '?')})",
+                  device=getattr(a, "device", "cpu") or "cpu")
     DemoHandler.quiet = not a.verbose
     server = make_server(app, a.host, a.port, timeout=getattr(a, "timeout", DEFAULT_TIMEOUT),
                          max_connections=getattr(a, "max_connections", DEFAULT_MAX_CONNECTIONS))
     host, port = server.server_address[:2]
+    # the command's result, on stdout (scripts read the address from it)
     print(f"asapnet demo: serving {ckpt} on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
     warning = exposure_warning("asapnet demo", host, port)
     if warning:
-        print(warning, file=sys.stderr, flush=True)
+        logger.warning(warning)
     # Ctrl-C / SIGTERM stop the loop from a helper thread, so serve_forever returns normally
     # instead of a KeyboardInterrupt unwinding through whatever C call the main thread is in.
     stop = lambda *_: threading.Thread(target=server.shutdown, daemon=True).start()  # noqa: E731

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import statistics
 import time
@@ -33,20 +34,20 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from .argtypes import non_negative_float, non_negative_int, positive_int
 from .config import DiscriminatorConfig, TrainConfig, asap_preset
+from .console import progress as _progress, quiet as _quiet
 from .data.datasets import data_root
 from .data.denoise import (BLIND_SIGMA_RANGE, DNCNN_SCALES, DenoisePatchDataset, NoisyTestDataset,
                            deterministic_noisy, read_gray)
 from .data.io import PathLike, list_images
 from .models import create_model
 from .models.asap import ASAPGenerator, init_asap_hypernetwork
+# the CLI's argument builders live in asapnet.parsers (no torch); re-exported here
+from .parsers import (ASAP_DENOISE_CHECKPOINT as ASAP_CHECKPOINT, DNCNN_CHECKPOINT, SADNET_CHECKPOINT,  # noqa: F401
+                      add_denoise_parser, add_evaluate_denoise_args, add_train_denoise_args, parse_sigmas)
 from .train import Trainer, prepare_run_dir, train
 
-#: Shipped checkpoints in ``asapnet/weights``.
-DNCNN_CHECKPOINT = "dncnn-s-sigma25.safetensors"
-ASAP_CHECKPOINT = "asap-denoise-blind.safetensors"
-SADNET_CHECKPOINT = "sadnet-sigma25.safetensors"
+logger = logging.getLogger(__name__)
 
 
 def shipped_checkpoint(name: str = ASAP_CHECKPOINT) -> Path:
@@ -246,15 +247,21 @@ def measure(output: torch.Tensor, clean: torch.Tensor) -> Tuple[float, float]:
             float(structural_similarity_index_measure(fake, real, data_range=255.0)))
 
 
-def _score(model: nn.Module, dataset, device: torch.device | str = "cpu") -> Dict[str, float]:
-    """Mean PSNR, SSIM and ms per image of ``model`` on a :class:`NoisyTestDataset`."""
+def _score(model: nn.Module, dataset, device: torch.device | str = "cpu", desc: Optional[str] = None,
+           bar: bool = False) -> Dict[str, float]:
+    """Mean PSNR, SSIM and ms per image of ``model`` on a :class:`NoisyTestDataset`: inputs moved
+    to ``device`` (where ``model`` is), outputs measured on the CPU; ``bar``: a progress bar."""
+    from .models.inference import synchronize
+
     model.eval()
     psnrs, ssims, times = [], [], []
-    for i in range(len(dataset)):
+    steps = range(len(dataset))
+    for i in (_progress(steps, desc=desc, unit="img") if bar else steps):
         item = dataset[i]
         x = item["input"][None].to(device)
         t0 = time.perf_counter()
         y = run_denoiser(model, x)
+        synchronize(y.device)
         times.append((time.perf_counter() - t0) * 1000.0)
         p, s = measure(y, item["target"])
         psnrs.append(p)
@@ -264,13 +271,17 @@ def _score(model: nn.Module, dataset, device: torch.device | str = "cpu") -> Dic
 
 
 def evaluate_denoiser(model: nn.Module, folder: PathLike, sigmas: Sequence[float], seed: int = 0,
-                      dataset: Optional[str] = None) -> List[Dict[str, Any]]:
+                      dataset: Optional[str] = None, device: Optional[torch.device | str] = None
+                      ) -> List[Dict[str, Any]]:
     """Score ``model`` on the clean images of ``folder`` with deterministic noise per σ.
 
     For each σ (0-255 scale) every image gets the noise of (name, σ, ``seed``); the output is
     clipped to [0, 255] and rounded, and PSNR (dB) and SSIM (torchmetrics, Gaussian window 11,
     data_range 255) are averaged over the images. ``ms`` is the mean wall time of the forward pass
     per image in milliseconds (current torch thread setting).
+
+    ``device``: where the noisy inputs go (the device of ``model``'s weights by default; move the
+    model there first); PSNR and SSIM are computed on the CPU.
 
     Returns:
         one dict per σ: ``{"dataset": name (default: the folder name), "sigma", "psnr", "ssim",
@@ -279,11 +290,15 @@ def evaluate_denoiser(model: nn.Module, folder: PathLike, sigmas: Sequence[float
     Raises:
         DataError: missing/empty folder or unreadable image.
     """
+    from .models.inference import model_device
+
     name = dataset or Path(folder).name
     files = list_images(folder)
+    device = model_device(model) if device is None else device
     rows = []
     for s in sigmas:
-        r = _score(model, NoisyTestDataset(None, float(s), seed, files=files))
+        r = _score(model, NoisyTestDataset(None, float(s), seed, files=files), device, desc=f"{name} σ={s:g}",
+                   bar=True)
         rows.append({"dataset": name, "sigma": float(s), **r})
     return rows
 
@@ -295,12 +310,15 @@ def save_gray(x: torch.Tensor, path: Path) -> None:
 
 
 def denoise_files(model: nn.Module, inputs: Sequence[PathLike], out_dir: PathLike, sigma: Optional[float] = None,
-                  seed: int = 0) -> List[Dict[str, Any]]:
+                  seed: int = 0, device: Optional[torch.device | str] = None) -> List[Dict[str, Any]]:
     """Denoise image files into ``out_dir/<stem>.png`` (gray 8-bit).
 
     Without ``sigma`` the inputs are taken as noisy photos. With ``sigma`` (0-255 scale) they are
     taken as clean: deterministic noise of (stem, σ, seed) is added first, the noisy input is saved
     as ``<stem>_noisy.png`` and PSNRs against the clean file are returned.
+
+    ``device``: where the inputs go (default: the device of ``model``'s weights); outputs come
+    back to the CPU to be saved and measured. One INFO log line per file.
 
     Returns:
         one dict per file: ``{"input", "output", "ms"}`` (+ ``"psnr_noisy"``, ``"psnr"`` in dB
@@ -309,20 +327,28 @@ def denoise_files(model: nn.Module, inputs: Sequence[PathLike], out_dir: PathLik
     Raises:
         DataError: unreadable input (the message names the file).
     """
+    from .models.inference import model_device, synchronize
+
     out_dir = Path(out_dir)
+    device = model_device(model) if device is None else device
     done = []
-    for f in map(Path, inputs):
+    files = [Path(f) for f in inputs]
+    for f in _progress(files, desc="denoise", unit="img") if len(files) > 1 else files:
         clean = read_gray(f)
         x = deterministic_noisy(clean, f.stem, sigma, seed) if sigma is not None else clean
         t0 = time.perf_counter()
-        y = run_denoiser(model, x[None])[0]
-        row: Dict[str, Any] = {"input": str(f), "output": str(out_dir / f"{f.stem}.png"),
-                               "ms": (time.perf_counter() - t0) * 1000.0}
+        y = run_denoiser(model, x[None].to(device))[0]
+        synchronize(y.device)
+        ms = (time.perf_counter() - t0) * 1000.0
+        y = y.cpu()
+        row: Dict[str, Any] = {"input": str(f), "output": str(out_dir / f"{f.stem}.png"), "ms": ms}
         save_gray(y, out_dir / f"{f.stem}.png")
         if sigma is not None:
             save_gray(x, out_dir / f"{f.stem}_noisy.png")
             row["psnr_noisy"] = measure(x, clean)[0]
             row["psnr"] = measure(y, clean)[0]
+        extra = f"  PSNR {row['psnr_noisy']:.2f} -> {row['psnr']:.2f} dB" if "psnr" in row else ""
+        logger.info(f"{row['input']} -> {row['output']} ({row['ms']:.0f} ms){extra}")
         done.append(row)
     return done
 
@@ -343,35 +369,11 @@ def _opt(a: argparse.Namespace, name: str) -> Any:
     return DENOISE_TRAIN_DEFAULTS[name] if v is None else v
 
 
-def parse_sigmas(s: str) -> List[float]:
-    """'15,25,50' -> [15.0, 25.0, 50.0] (0-255 scale)."""
-    try:
-        vals = [float(v) for v in s.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"sigma list must look like 15,25,50, got {s!r}") from None
-    if not vals or any(not math.isfinite(v) or v < 0 for v in vals):
-        raise argparse.ArgumentTypeError(f"sigma list must hold finite values >= 0, got {s!r}")
-    return vals
-
-
-def add_train_denoise_args(p: argparse.ArgumentParser) -> None:
-    """Options of ``asapnet train --task denoise`` that the GAN ``train`` parser lacks."""
-    g = p.add_argument_group("denoising (--task denoise)")
-    g.add_argument("--sigma", type=non_negative_float, default=None, help="fixed training noise σ on the 0-255 scale (default 25)")
-    g.add_argument("--blind", action="store_true", help="blind training, σ ~ U[10, 55] per patch")
-    g.add_argument("--patch-size", type=positive_int, default=None, help="training patch side (default 40 dncnn, 48 asap)")
-    g.add_argument("--patches-per-image", type=positive_int, default=64)
-    g.add_argument("--depth", type=positive_int, default=None, help="DnCNN depth (default 17 = DnCNN-S, 20 with --blind)")
-    g.add_argument("--loss", choices=["l2", "l1"], default="l2")
-    g.add_argument("--init", default=None, metavar="CHECKPOINT",
-                   help="start from the weights of this generator checkpoint (e.g. a shipped one); the "
-                        "optimiser, step and schedule start fresh (use --resume to continue a run folder)")
-    g.add_argument("--val-images", type=non_negative_int, default=None,
-                   help="held-out images scored every checkpoint (default: denoise 3 Set12 images, deblur 0)")
-
-
 def cmd_train_denoise(a: argparse.Namespace) -> int:
     """``asapnet train --task denoise --model dncnn|asap [--sigma 25 | --blind]``."""
+    from .argtypes import check_precision
+
+    check_precision(getattr(a, "precision", "fp32") or "fp32", getattr(a, "device", "cpu") or "cpu", training=True)
     if a.blind and a.sigma is not None:
         raise ValueError("give either --sigma or --blind, not both")
     model_name = _opt(a, "model")
@@ -386,7 +388,7 @@ def cmd_train_denoise(a: argparse.Namespace) -> int:
         init_meta = init_from_checkpoint(model, a.init)
         init_from = {"path": str(a.init), "step": trained_steps(init_meta)}
         step = init_from["step"]
-        print(f"initialised from {a.init} ({init_meta['model']}, step {step if step is not None else '?'})")
+        logger.info(f"initialised from {a.init} ({init_meta['model']}, step {step if step is not None else '?'})")
     patch = a.patch_size or (40 if model_name == "dncnn" else 48)
     data = DenoiseDataConfig(sigma=sigma, patch_size=patch, patches_per_image=a.patches_per_image,
                              val_images=3 if a.val_images is None else a.val_images)
@@ -395,28 +397,18 @@ def cmd_train_denoise(a: argparse.Namespace) -> int:
                       beta1=0.9, beta2=0.999, lambda_vgg=0.0, lambda_l1=1.0 if l1 else 0.0,
                       lambda_l2=0.0 if l1 else 1.0, gan=False, flip=False, seed=getattr(a, "seed", 0) or 0,
                       num_threads=getattr(a, "threads", None), sample_every=_opt(a, "sample_every"),
-                      checkpoint_every=_opt(a, "checkpoint_every"), device=getattr(a, "device", "cpu") or "cpu")
+                      checkpoint_every=_opt(a, "checkpoint_every"), device=getattr(a, "device", "cpu") or "cpu",
+                      precision=getattr(a, "precision", "fp32") or "fp32")
     tag = f"sigma{sigma:g}" if sigma is not None else "blind"
     out = Path(_opt(a, "out") or f"runs/denoise-{model_name}-{tag}")
     prepare_run_dir(out, a.resume, getattr(a, "overwrite", False))  # refuses a run folder without --resume/--overwrite
-    print(f"training {model_name} ({tag}) -> {out}")
+    logger.info(f"training {model_name} ({tag}) -> {out}")
     trainer = train_denoiser(model, model_name, mcfg, data, cfg, out, getattr(a, "data_root", None),
-                             resume=a.resume, progress=not getattr(a, "quiet", False),
+                             resume=a.resume, progress=not (getattr(a, "quiet", False) or _quiet()),
                              time_budget_s=a.time_budget * 60 if getattr(a, "time_budget", None) else None,
                              init_from=init_from)
-    print(f"done: step {trainer.step}, checkpoint {out / 'generator.safetensors'}")
+    logger.info(f"done: step {trainer.step}, checkpoint {out / 'generator.safetensors'}")
     return 0
-
-
-def add_evaluate_denoise_args(p: argparse.ArgumentParser) -> None:
-    """Options of ``asapnet evaluate --task denoise`` (the lead adds ``--task``)."""
-    p.add_argument("--checkpoint", required=True, help="denoiser .safetensors (training run or shipped)")
-    p.add_argument("--data", nargs="+", required=True,
-                   help="folder(s) of clean test images, e.g. ../shared/data/denoise/BSD68")
-    p.add_argument("--sigma", type=parse_sigmas, default=[15.0, 25.0, 50.0], help="σ list, e.g. 15,25,50")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="noise seed")
-    p.add_argument("--json", action="store_true", help="print one JSON object per line instead of a table")
-    p.add_argument("--threads", type=positive_int, default=None)
 
 
 def cmd_evaluate_denoise(a: argparse.Namespace) -> int:
@@ -425,32 +417,19 @@ def cmd_evaluate_denoise(a: argparse.Namespace) -> int:
 
     if a.threads:
         torch.set_num_threads(a.threads)
+    device = getattr(a, "device", "cpu") or "cpu"
     model, meta = load_generator(a.checkpoint)
-    rows = [r for d in a.data for r in evaluate_denoiser(model, d, a.sigma, a.seed)]
+    model.to(device)
+    rows = [r for d in a.data for r in evaluate_denoiser(model, d, a.sigma, a.seed, device=device)]
     if a.json:
         for r in rows:
             print(json.dumps({k: r[k] for k in ("dataset", "sigma", "psnr", "ssim", "ms")}))
         return 0
-    print(f"model: {a.checkpoint} ({meta['model']}, step {meta.get('step', '?')})")
+    print(f"model: {a.checkpoint} ({meta['model']}, step {meta.get('step', '?')})")  # the table's heading
     print(f"{'dataset':<12}{'sigma':>6}{'PSNR (dB)':>11}{'SSIM':>8}{'ms/img':>9}")
     for r in rows:
         print(f"{r['dataset']:<12}{r['sigma']:>6g}{r['psnr']:>11.2f}{r['ssim']:>8.4f}{r['ms']:>9.1f}")
     return 0
-
-
-def add_denoise_parser(sub) -> argparse.ArgumentParser:
-    """Add the ``denoise`` subcommand to an ``add_subparsers()`` object."""
-    p = sub.add_parser("denoise", help="denoise gray images with a shipped or trained denoiser")
-    p.add_argument("inputs", nargs="+", help="image files (colour is converted to gray)")
-    p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument("--checkpoint", default=None,
-                   help=f"denoiser .safetensors (default: the shipped blind ASAP model {ASAP_CHECKPOINT}; "
-                        f"'dncnn' = the shipped {DNCNN_CHECKPOINT}, 'sadnet' = {SADNET_CHECKPOINT})")
-    p.add_argument("--sigma", type=non_negative_float, default=None,
-                   help="treat the inputs as clean and add noise of this σ (0-255) first; reports PSNR")
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--threads", type=positive_int, default=None)
-    return p
 
 
 def cmd_denoise(a: argparse.Namespace) -> int:
@@ -462,11 +441,12 @@ def cmd_denoise(a: argparse.Namespace) -> int:
     ckpt = {None: shipped_checkpoint(ASAP_CHECKPOINT), "asap": shipped_checkpoint(ASAP_CHECKPOINT),
             "dncnn": shipped_checkpoint(DNCNN_CHECKPOINT),
             "sadnet": shipped_checkpoint(SADNET_CHECKPOINT)}.get(a.checkpoint) or Path(a.checkpoint)
+    device = getattr(a, "device", "cpu") or "cpu"
     model, meta = load_generator(ckpt)
-    print(f"model: {ckpt} ({meta['model']}, step {meta.get('step', '?')})")
-    for r in denoise_files(model, a.inputs, a.out, a.sigma, a.seed):
-        extra = f"  PSNR {r['psnr_noisy']:.2f} -> {r['psnr']:.2f} dB" if "psnr" in r else ""
-        print(f"{r['input']} -> {r['output']} ({r['ms']:.0f} ms){extra}")
+    model.to(device)
+    logger.info(f"model: {ckpt} ({meta['model']}, step {meta.get('step', '?')}"
+                + (f", {device})" if device != "cpu" else ")"))
+    denoise_files(model, a.inputs, a.out, a.sigma, a.seed, device=device)  # logs a line per file
     return 0
 
 

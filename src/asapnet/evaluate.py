@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import logging
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -58,19 +58,19 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from .argtypes import positive_int
 from .checkpoint import load_generator
+from .console import progress as _progress
 from .data.datasets import LabelPhotoDataset, Pair, _stem, cityscapes_pairs
 from .data.io import DataError
 from .metrics.translation import SetScores, TileStats, TrivialColours
-from .models.inference import prepare_for_inference
+from .models.inference import model_device, prepare_for_inference, synchronize
+# ALL_METRICS, DEFAULT_METRICS (the per-metric list, --dataset cityscapes), TABLE_METRICS (the
+# comparison table) and DATASETS are defined with the CLI options in asapnet.parsers (no torch)
+from .parsers import (ALL_METRICS, DEFAULT_METRICS, EVALUATE_DATASETS as DATASETS, TABLE_METRICS,  # noqa: F401
+                      add_evaluate_translate_args)
 
-ALL_METRICS = ("fid", "segscore", "psnr", "ssim", "lpips", "tile_contrast", "seam_ratio", "block_std")
-#: Default metrics of the per-metric list (``--dataset cityscapes``).
-DEFAULT_METRICS = ("fid", "segscore", "psnr", "ssim")
-#: Default metrics of the comparison table (``--dataset cityscapes-pix2pix`` / ``facades``).
-TABLE_METRICS = ("psnr", "ssim", "tile_contrast", "seam_ratio", "block_std", "segscore")
-DATASETS = ("cityscapes-pix2pix", "facades", "cityscapes")
+logger = logging.getLogger(__name__)
+
 #: dataset -> (folder under the data root, split that is scored, split the trivial images come from).
 SPLITS = {"cityscapes-pix2pix": ("cityscapes_pix2pix", "val", "train"), "facades": ("facades_cmp", "test", "train")}
 #: dataset -> (H, W) the images are scored at unless ``size`` is given.
@@ -144,8 +144,10 @@ def select_pairs(pairs: List[Pair], meta: Dict[str, Any], which: str = "heldout"
 
 @torch.no_grad()
 def generate(model: nn.Module, meta: Dict[str, Any], pairs: List[Pair], size: Optional[Tuple[int, int]],
-             batch_log: Callable[[str], None] = lambda s: None) -> Dict[str, Any]:
-    """Run the generator over ``pairs``.
+             batch_log: Callable[[str], None] = lambda s: None,
+             device: Optional[torch.device | str] = None) -> Dict[str, Any]:
+    """Run the generator over ``pairs``: inputs on ``device`` (default: where ``model``'s weights
+    are), outputs brought back to the CPU.
 
     Returns:
         dict with ``fake`` (N, 3, H, W) in [-1, 1], ``real`` (N, 3, H, W) in [-1, 1] or ``None``
@@ -154,10 +156,11 @@ def generate(model: nn.Module, meta: Dict[str, Any], pairs: List[Pair], size: Op
     num_classes = int(meta.get("num_classes", getattr(getattr(model, "cfg", None), "in_channels", 35)))
     use_instance = bool(meta.get("use_instance", False))
     ds = LabelPhotoDataset(pairs, num_classes, use_instance, load_size=size, cache=False)
+    device = model_device(model) if device is None else device
     fakes, reals, labels = [], [], []
-    for i in range(len(ds)):
+    for i in _progress(range(len(ds)), desc="generate", unit="img"):
         it = ds[i]
-        fakes.append(model(it["input"][None]).clamp(-1, 1))
+        fakes.append(model(it["input"][None].to(device)).clamp(-1, 1).float().cpu())
         reals.append(it.get("target"))
         labels.append(it["label"])
         batch_log(f"generated {it['name']} ({fakes[-1].shape[-1]}x{fakes[-1].shape[-2]})")
@@ -189,7 +192,8 @@ def evaluate_translation(checkpoint: str | Path, data_dir: Optional[str | Path] 
                          size: Optional[Tuple[int, int]] = None, segmenter: Optional[str | Path] = None,
                          fid_weights: Optional[str | Path] = None, fid_feature: Optional[nn.Module] = None,
                          log: Callable[[str], None] = lambda s: None, dataset: Optional[str] = None,
-                         limit: Optional[int] = None, tile: Optional[int] = None) -> List[Dict[str, Any]]:
+                         limit: Optional[int] = None, tile: Optional[int] = None,
+                         device: Optional[torch.device | str] = None) -> List[Dict[str, Any]]:
     """Score one label->photo checkpoint, one entry per metric.
 
     Args:
@@ -207,6 +211,7 @@ def evaluate_translation(checkpoint: str | Path, data_dir: Optional[str | Path] 
             one of them, else ``"cityscapes"``.
         limit: ``cityscapes-pix2pix`` / ``facades``: score only the first ``limit`` images.
         tile: tile size of ``tile_contrast`` / ``seam_ratio`` (default: the model's S, else 16).
+        device: where the generator runs (default cpu); the metrics run on the CPU.
 
     Returns:
         One dict per metric, in the order asked: ``{"metric", "value", ...}`` (``block_std``: value
@@ -224,19 +229,21 @@ def evaluate_translation(checkpoint: str | Path, data_dir: Optional[str | Path] 
         raise ValueError(f"unknown metric(s) {bad}; choose from {list(ALL_METRICS)}")
     checkpoint = Path(checkpoint)
     model, meta = load_generator(checkpoint)
+    if device is not None:
+        model.to(device)
     dataset = resolve_dataset(dataset, [meta])
     if dataset != "cityscapes":
         res = compare_translations({checkpoint_name(checkpoint, meta): (model, meta, checkpoint)}, dataset, data_dir,
                                    metrics=metrics, references=("real photos",) if "segscore" in metrics else (),
                                    limit=limit, size=size, segmenter=segmenter, tile=tile, fid_weights=fid_weights,
-                                   fid_feature=fid_feature, log=log)
+                                   fid_feature=fid_feature, log=log, device=device)
         return _row_to_entries(res, metrics)
     if data_dir is None:
         raise ValueError("dataset 'cityscapes' needs a data folder (e.g. <data root>/cityscapes_samples)")
     prepare_for_inference(model)  # eval mode, spectral norm folded: same outputs, faster
     pairs, selection = select_pairs(cityscapes_pairs(data_dir, split), meta, which, holdout)
     size = size or checkpoint_load_size(checkpoint, meta)
-    out = generate(model, meta, pairs, size, log)
+    out = generate(model, meta, pairs, size, log, device=device)
     fake, real, labels = out["fake"], out["real"], out["labels"]
     common = {"images": len(pairs), "pairs": out["names"], "selection": selection,
               "size": list(fake.shape[-2:]), "checkpoint": str(checkpoint)}
@@ -416,7 +423,8 @@ def parse_checkpoint_specs(specs: Sequence[str | Path]) -> Dict[str, Path]:
     return out
 
 
-def _generators(checkpoints: Mapping[str, Any]) -> List[Tuple[str, nn.Module, Dict[str, Any], Optional[Path]]]:
+def _generators(checkpoints: Mapping[str, Any], device: Optional[torch.device | str] = None
+                ) -> List[Tuple[str, nn.Module, Dict[str, Any], Optional[Path]]]:
     out = []
     for name, v in checkpoints.items():
         if isinstance(v, (str, Path)):
@@ -427,6 +435,8 @@ def _generators(checkpoints: Mapping[str, Any]) -> List[Tuple[str, nn.Module, Di
         else:
             model, meta, path = (tuple(v) + (None,))[:3]
             meta = dict(meta or {})
+        if device is not None:
+            model.to(device)
         out.append((name, prepare_for_inference(model), meta, Path(path) if path else None))
     return out
 
@@ -466,7 +476,8 @@ def compare_translations(checkpoints: Mapping[str, Any], dataset: Optional[str] 
                          references: Sequence[str] = REFERENCE_ROWS, segmenter: Optional[str | Path] = None,
                          tile: Optional[int] = None, trivial_sample: int = 300, batch_size: int = 4,
                          fid_weights: Optional[str | Path] = None, fid_feature: Optional[nn.Module] = None,
-                         log: Callable[[str], None] = lambda s: None) -> Dict[str, Any]:
+                         log: Callable[[str], None] = lambda s: None,
+                         device: Optional[torch.device | str] = None) -> Dict[str, Any]:
     """Score several label->photo generators and the reference rows on the same label maps.
 
     Args:
@@ -487,6 +498,8 @@ def compare_translations(checkpoints: Mapping[str, Any], dataset: Optional[str] 
             the first ASAP model's S, else 16).
         trivial_sample: training photos (evenly spaced) behind the trivial rows.
         batch_size: images generated per forward pass.
+        device: where the generators run (default: where each model's weights are; models are
+            moved there); their outputs come back to the CPU, where every metric is computed.
 
     Returns:
         JSON-ready dict: ``dataset``, ``data``, ``images``, ``names``, ``size`` [H, W], ``tile``,
@@ -512,7 +525,7 @@ def compare_translations(checkpoints: Mapping[str, Any], dataset: Optional[str] 
     bad = [r for r in references if r not in REFERENCE_ROWS]
     if bad:
         raise ValueError(f"unknown reference row(s) {bad}; choose from {list(REFERENCE_ROWS)}")
-    gens = _generators(checkpoints)
+    gens = _generators(checkpoints, device)
     dataset = resolve_dataset(dataset, [g[2] for g in gens])
     if dataset not in SPLITS:
         raise ValueError(f"the comparison table scores {' or '.join(SPLITS)}; for the {dataset} sample layout use "
@@ -568,6 +581,7 @@ def compare_translations(checkpoints: Mapping[str, Any], dataset: Optional[str] 
 
     names: List[str] = []
     seconds = {name: 0.0 for name, *_ in gens}
+    bar = _progress(total=len(ds), desc="score", unit="img")
     for start in range(0, len(ds), batch_size):
         items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
         x = torch.stack([it["input"] for it in items])
@@ -577,9 +591,12 @@ def compare_translations(checkpoints: Mapping[str, Any], dataset: Optional[str] 
         target = seg.targets(labels) if seg is not None else None
         for name, kind, model, acc in rows:
             if kind == "model":
+                dev = model_device(model) if device is None else device
                 t0 = time.perf_counter()
-                fake = model(x).clamp(-1, 1)
+                fake = model(x.to(dev)).clamp(-1, 1)
+                synchronize(fake.device)
                 seconds[name] += time.perf_counter() - t0
+                fake = fake.float().cpu()
             elif name == "mean colour":
                 fake = trivial.constant(labels)
             elif name == "class mean colour":
@@ -587,8 +604,10 @@ def compare_translations(checkpoints: Mapping[str, Any], dataset: Optional[str] 
             else:
                 fake = real
             acc.update(fake, real, labels, seg, target, lpips)
+        bar.update(len(items))
         if (start // batch_size) % 10 == 9 or len(names) == len(ds):
             log(f"scored {len(names)}/{len(ds)} images")
+    bar.close()
 
     out_rows = []
     for (name, kind, model, acc), gen in zip(rows, gens + [None] * len(references)):
@@ -752,45 +771,6 @@ def parse_metrics(text: str) -> List[str]:
     return names
 
 
-def add_evaluate_translate_args(p: argparse.ArgumentParser, shared: bool = True) -> None:
-    """Options of ``asapnet evaluate --task translate``.
-
-    With ``shared=False`` the options a sibling task may already define (--checkpoint, --data,
-    --data-root, --metrics, --json, --threads) are not added; :func:`cmd_evaluate_translate` then
-    accepts ``--checkpoint`` / ``--data`` as a string or a list.
-    """
-    if shared:
-        p.add_argument("--checkpoint", nargs="+", default=None, metavar="[NAME=]PATH",
-                       help="generator .safetensors file(s), NAME labels the row (default: the shipped model)")
-        p.add_argument("--data", default=None, help="data folder (default: see --dataset)")
-        p.add_argument("--data-root", default=None, help="default $ASAPNET_DATA or ../shared/data")
-        p.add_argument("--metrics", default=None,
-                       help=f"comma-separated, from {','.join(ALL_METRICS)} (default {','.join(TABLE_METRICS)}; "
-                            f"--dataset cityscapes: {','.join(DEFAULT_METRICS)})")
-        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-        p.add_argument("--threads", type=positive_int, default=None)
-    p.add_argument("--dataset", choices=DATASETS, default=None,
-                   help="cityscapes-pix2pix: <data-root>/cityscapes_pix2pix/val; facades: <data-root>/facades_cmp/test "
-                        "(both: a table with the checkpoints, two trivial images and the real photos); cityscapes: "
-                        "the held-out pairs of <data-root>/cityscapes_samples, one checkpoint (default: the "
-                        "checkpoint's training dataset)")
-    p.add_argument("--limit", type=positive_int, default=None, help="score only the first N images (cityscapes-pix2pix, facades)")
-    p.add_argument("--tile", type=positive_int, default=None, help="tile size S of tile_contrast / seam_ratio "
-                                                         "(default: the ASAP checkpoint's S, else 16)")
-    p.add_argument("--train-data", default=None, help="training split the trivial images are computed on "
-                                                      "(default: the 'train' folder next to the data folder)")
-    p.add_argument("--trivial-sample", type=positive_int, default=300,
-                   help="training photos (evenly spaced) the trivial images are computed from (default 300)")
-    p.add_argument("--split", default="train", help="cityscapes: {split}_label/_img/_inst folders to read (default train)")
-    p.add_argument("--pairs", choices=["heldout", "all"], default="heldout",
-                   help="cityscapes: score only pairs the checkpoint was not trained on (default) or all")
-    p.add_argument("--holdout", type=positive_int, default=None, help="cityscapes: score the last K pairs instead")
-    p.add_argument("--size", default=None, help="HxW to generate at (default: the checkpoint's training size; "
-                                                "256x512 for cityscapes-pix2pix, 256x256 for facades)")
-    p.add_argument("--segmenter", default=None, help="segmenter .safetensors for segscore")
-    p.add_argument("--fid-weights", default=None, help="local InceptionV3 FID weights file")
-
-
 def _as_list(v: Any) -> List[str]:
     return [] if v is None else [str(v)] if isinstance(v, (str, Path)) else [str(x) for x in v]
 
@@ -807,12 +787,13 @@ def cmd_evaluate_translate(a: argparse.Namespace) -> int:
     Raises:
         ValueError: several checkpoints with ``--dataset cityscapes``, or see the functions above.
     """
-    from .cli import parse_size
     from .data.datasets import data_root
+    from .parsers import parse_size
     from .translate import default_checkpoint
 
     if getattr(a, "threads", None):
         torch.set_num_threads(a.threads)
+    device = getattr(a, "device", "cpu") or "cpu"
     specs = _as_list(getattr(a, "checkpoint", None)) or [str(default_checkpoint())]
     named = parse_checkpoint_specs(specs)
     loaded = {name: (*load_generator(path), path) for name, path in named.items()}
@@ -827,35 +808,35 @@ def cmd_evaluate_translate(a: argparse.Namespace) -> int:
             raise ValueError("--dataset cityscapes scores one checkpoint; compare several on --dataset "
                              "cityscapes-pix2pix or facades")
         return _cmd_evaluate_one(a, next(iter(named.values())), data_dir or data_root(getattr(a, "data_root", None))
-                                 / "cityscapes_samples", size)
+                                 / "cityscapes_samples", size, device)
     metrics = parse_metrics(a.metrics) if a.metrics else list(TABLE_METRICS)
     res = compare_translations(loaded, dataset, data_dir, train_dir=getattr(a, "train_data", None),
                                trivial_sample=getattr(a, "trivial_sample", 300),
                                data_root=getattr(a, "data_root", None), limit=getattr(a, "limit", None), size=size,
                                metrics=metrics, segmenter=getattr(a, "segmenter", None), tile=getattr(a, "tile", None),
-                               fid_weights=getattr(a, "fid_weights", None),
-                               log=lambda s: print(s, file=sys.stderr))
+                               fid_weights=getattr(a, "fid_weights", None), log=logger.info, device=device)
     print(json.dumps(res) if a.json else format_comparison(res))
     missing = {k: v for k, v in res["unavailable"].items() if k != "lpips"}
     for k, v in missing.items():
-        print(f"asapnet evaluate: {k} unavailable: {v}", file=sys.stderr)
+        logger.warning(f"asapnet evaluate: {k} unavailable: {v}")
     return 1 if (missing and a.metrics) else 0
 
 
-def _cmd_evaluate_one(a: argparse.Namespace, ckpt: Path, data: Path, size: Optional[Tuple[int, int]]) -> int:
+def _cmd_evaluate_one(a: argparse.Namespace, ckpt: Path, data: Path, size: Optional[Tuple[int, int]],
+                      device: str = "cpu") -> int:
     metrics = parse_metrics(a.metrics) if a.metrics else list(DEFAULT_METRICS)
     results = evaluate_translation(ckpt, data, metrics, split=getattr(a, "split", "train"),
                                    which=getattr(a, "pairs", "heldout"), holdout=getattr(a, "holdout", None),
                                    size=size, segmenter=getattr(a, "segmenter", None),
                                    fid_weights=getattr(a, "fid_weights", None), dataset="cityscapes",
-                                   tile=getattr(a, "tile", None))
+                                   tile=getattr(a, "tile", None), log=logger.debug, device=device)
     if a.json:
         for r in results:
             print(json.dumps(r))
     else:
-        print(f"checkpoint: {ckpt}")
+        print(f"checkpoint: {ckpt}")  # the table's heading
         print(format_table(results))
     missing = [r for r in results if not r.get("available", True) and r["metric"] != "lpips"]
     for r in missing:
-        print(f"asapnet evaluate: {r['metric']} unavailable: {r['reason']}", file=sys.stderr)
+        logger.warning(f"asapnet evaluate: {r['metric']} unavailable: {r['reason']}")
     return 1 if (missing and a.metrics) else 0

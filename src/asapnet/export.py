@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -37,9 +38,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
-from .argtypes import positive_int
 from .models.asap import ASAPGenerator, tent_downsample
 from .models.inference import prepare_for_inference
+# the CLI's argument builder lives in asapnet.parsers (no torch); re-exported here
+from .parsers import ONNX_DEFAULT_OPSET, ONNX_DEFAULT_OPSET_DYNAMO, add_export_parser  # noqa: F401
+
+logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 Size = Tuple[int, int]
@@ -47,8 +51,8 @@ Size = Tuple[int, int]
 #: Default ONNX opset of the TorchScript exporter: every operator of the graph (Conv, Pad "edge",
 #: InstanceNormalization, MatMul, Slice with dynamic ends) is in opset 17, which onnxruntime
 #: >= 1.14 runs. The torch.export-based exporter starts at opset 18.
-DEFAULT_OPSET = 17
-DEFAULT_OPSET_DYNAMO = 18
+DEFAULT_OPSET = ONNX_DEFAULT_OPSET  # 17
+DEFAULT_OPSET_DYNAMO = ONNX_DEFAULT_OPSET_DYNAMO  # 18
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,29 +321,6 @@ def verify_onnx(checkpoint_or_model: Union[PathLike, nn.Module], onnx_path: Path
 # ---------------------------------------------------------------------------------------------
 
 
-def _sizes(text: str) -> list:
-    from .bench import parse_sizes
-    try:
-        return parse_sizes(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def add_export_parser(sub) -> argparse.ArgumentParser:
-    """Add ``asapnet export`` to an argparse subparsers object."""
-    p = sub.add_parser("export", help="export a generator to ONNX (dynamic height/width) and verify it")
-    p.add_argument("--checkpoint", default=None, help="generator .safetensors (default: the shipped model)")
-    p.add_argument("-o", "--out", required=True, help="the .onnx file to write")
-    p.add_argument("--opset", type=positive_int, default=None, help=f"ONNX opset (default {DEFAULT_OPSET}, "
-                   f"{DEFAULT_OPSET_DYNAMO} with --dynamo)")
-    p.add_argument("--verify-sizes", type=_sizes, default=None,
-                   help="HxW,HxW sizes compared with PyTorch (default: two sizes derived from S)")
-    p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
-    p.add_argument("--dynamo", action="store_true", help="use the torch.export-based exporter (slow)")
-    p.add_argument("--threads", type=positive_int, default=None)
-    return p
-
-
 def cmd_export(a: argparse.Namespace) -> int:
     """Run ``asapnet export``; prints the max abs difference per verified size. Returns 0."""
     if a.threads:
@@ -350,9 +331,9 @@ def cmd_export(a: argparse.Namespace) -> int:
     import onnx
     opset = next(o.version for o in onnx.load(a.out, load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
     size_mb = Path(a.out).stat().st_size / 2 ** 20
-    print(f"wrote {a.out} ({size_mb:.1f} MiB, opset {opset}) from {ckpt}")
+    logger.info(f"wrote {a.out} ({size_mb:.1f} MiB, opset {opset}) from {ckpt}")
     if not a.no_verify:
         for (h, w), d in verify_onnx(ckpt, a.out, a.verify_sizes).items():
-            print(f"onnxruntime vs PyTorch at {h}x{w}: max abs diff {d:.2e}")
+            print(f"onnxruntime vs PyTorch at {h}x{w}: max abs diff {d:.2e}")  # the verification's result
     return 0
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -40,13 +41,18 @@ import torch.nn.functional as F
 from .checkpoint import _atomic_write, load_tensors, save_tensors
 from .data.datasets import Pair, to_float_image
 from .data.io import read_image, read_label
+# the CLI's option builder and the architecture names live in asapnet.parsers (no torch)
+from .parsers import SEGMENT_ARCHITECTURES, add_train_segment_args  # noqa: F401
 from .metrics.segmentation import (CITYSCAPES_TRAIN_CLASSES, IGNORE_INDEX, SegScore, confusion_matrix,
                                    scores_from_confusion, to_train_ids)
 
 SEGMENTER_FILE = "segmenter.safetensors"
-ARCHITECTURES = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "fcn_resnet50")
+ARCHITECTURES = SEGMENT_ARCHITECTURES  # ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "fcn_resnet50")
 #: Datasets a segmenter can be trained on / scores; the Cityscapes layouts share the 19 train classes.
 SEGMENT_DATASETS = ("cityscapes", "cityscapes-pix2pix", "facades")
+
+logger = logging.getLogger(__name__)
+
 #: At most this many training photos (evenly spaced) re-estimate the BatchNorm statistics at the end.
 BN_RECALIBRATION_IMAGES = 256
 
@@ -337,7 +343,7 @@ def recalibrate_bn(model: nn.Module, images: torch.Tensor, batch_size: int = 2) 
 
 
 def train_segmenter(pairs: List[Pair], cfg: SegmenterConfig, out_dir: str | Path,
-                    val_pairs: Optional[List[Pair]] = None, log: Callable[[str], None] = print,
+                    val_pairs: Optional[List[Pair]] = None, log: Callable[[str], None] = logger.info,
                     log_every: int = 50) -> Segmenter:
     """Train ``cfg.arch`` from scratch on the real photos / Cityscapes label maps of ``pairs``
     (see :func:`fit_segmenter`).
@@ -354,7 +360,7 @@ def train_segmenter(pairs: List[Pair], cfg: SegmenterConfig, out_dir: str | Path
 
 def fit_segmenter(images: torch.Tensor, targets: torch.Tensor, cfg: SegmenterConfig, out_dir: str | Path,
                   val: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, meta: Optional[Dict[str, Any]] = None,
-                  log: Callable[[str], None] = print, log_every: int = 50) -> Segmenter:
+                  log: Callable[[str], None] = logger.info, log_every: int = 50) -> Segmenter:
     """Train ``cfg.arch`` from scratch on photos and their segmentation targets.
 
     Cross-entropy on the ``cfg.num_classes`` classes (255 ignored), AdamW, polynomial decay; at
@@ -456,17 +462,6 @@ def segscore(images: torch.Tensor, label_ids: torch.Tensor, segmenter: Segmenter
 # ---------------------------------------------------------------------------------------------
 
 
-def add_train_segment_args(p: argparse.ArgumentParser) -> None:
-    """Options only ``asapnet train --task segment`` uses (the rest are shared with ``train``:
-    --dataset --data-root --data --holdout --steps --batch-size --crop --load-size --out --threads
-    --seed --quiet)."""
-    p.add_argument("--seg-arch", default="lraspp_mobilenet_v3_large", choices=ARCHITECTURES,
-                   help="segmentation architecture (--task segment)")
-    p.add_argument("--seg-lr", type=float, default=1e-3, help="AdamW learning rate (--task segment)")
-    p.add_argument("--seg-limit", type=int, default=None,
-                   help="train on the first N photos only (--task segment --dataset cityscapes-pix2pix|facades)")
-
-
 #: (default folder under the data root, validation split) of the split datasets.
 _SPLIT_DATASETS = {"cityscapes-pix2pix": ("cityscapes_pix2pix", "val"), "facades": ("facades_cmp", "test")}
 
@@ -491,6 +486,12 @@ def cmd_train_segment(a: argparse.Namespace) -> int:
     dataset = getattr(a, "dataset", None) or "cityscapes"
     if dataset not in SEGMENT_DATASETS:
         raise ValueError(f"train --task segment supports --dataset {', '.join(SEGMENT_DATASETS)}; got {dataset!r}")
+    # the segmenter trains on the CPU in float32 (a few thousand steps of a MobileNet): refused
+    # rather than silently ignored
+    if (getattr(a, "device", "cpu") or "cpu") != "cpu":
+        raise ValueError(f"train --task segment runs on the CPU only; --device {a.device} is not supported")
+    if (getattr(a, "precision", "fp32") or "fp32") != "fp32":
+        raise ValueError(f"train --task segment trains in fp32 only; --precision {a.precision} is not supported")
     default_size = (256, 256) if dataset == "facades" else (256, 512)
     size = tuple(getattr(a, "load_size", None) or default_size)
     crop = getattr(a, "crop", None)
@@ -500,7 +501,7 @@ def cmd_train_segment(a: argparse.Namespace) -> int:
                           num_classes=len(segmentation_classes(dataset)),
                           steps=a.steps, batch_size=a.batch_size, lr=getattr(a, "seg_lr", 1e-3),
                           seed=getattr(a, "seed", 0), num_threads=getattr(a, "threads", None))
-    log = (lambda s: None) if getattr(a, "quiet", False) else print
+    log = (lambda s: None) if getattr(a, "quiet", False) else logger.info
     k = int(getattr(a, "holdout", 0) or 0)
     if dataset == "cityscapes":
         pairs = cityscapes_pairs(getattr(a, "data", None) or data_root(getattr(a, "data_root", None))
@@ -518,5 +519,5 @@ def cmd_train_segment(a: argparse.Namespace) -> int:
         meta = {"dataset": dataset, "train_data": str(root / "train"), "train_images": len(names),
                 "val_data": str(root / val_split) if k else None, "val_images": k}
         fit_segmenter(images, targets, cfg, a.out, val, meta, log=log)
-    print(f"done: {Path(a.out) / SEGMENTER_FILE}")
+    logger.info(f"done: {Path(a.out) / SEGMENTER_FILE}")
     return 0

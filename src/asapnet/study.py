@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import logging
 import math
 import numbers
 import os
@@ -47,6 +48,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from .data.io import IMAGE_EXTENSIONS, DataError, list_images
 from .httpguard import (DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, GuardedHandler, GuardedHTTPServer, Reject,
                         exposure_warning)
+# the CLI's argument builder lives in asapnet.parsers; re-exported here
+from .parsers import add_study_parser  # noqa: F401
+
+logger = logging.getLogger(__name__)
 
 CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".bmp": "image/bmp",
                  ".webp": "image/webp", ".tif": "image/tiff", ".tiff": "image/tiff"}
@@ -389,23 +394,6 @@ def serve(study: Study, host: str = "127.0.0.1", port: int = 0, timeout: Optiona
 # ---------------------------------------------------------------------------------------------
 
 
-def add_study_parser(sub) -> argparse.ArgumentParser:
-    """Add the ``study`` subcommand to an ``add_subparsers()`` object."""
-    p = sub.add_parser("study", help="2AFC realism study in the browser (paper §4.1, Fig. 7)")
-    p.add_argument("folder_a", help="images of method A")
-    p.add_argument("folder_b", help="images of method B (matched to A by file name)")
-    p.add_argument("--names", default=None, help="display names 'A,B' for the CSV (default: folder names)")
-    p.add_argument("--out", default="study.csv", help="tally CSV (per-answer rows go to *_trials.csv)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--seed", type=int, default=None, help="seed of the trial order and left/right draws")
-    p.add_argument("--max-trials", type=int, default=None)
-    p.add_argument("--keep-serving", action="store_true", help="do not exit when every trial is answered")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                   help=f"seconds a client may stall before it is dropped (default {DEFAULT_TIMEOUT:g})")
-    return p
-
-
 def cmd_study(a: argparse.Namespace) -> int:
     """Serve the study until every trial is answered (or Ctrl-C); print the tally."""
     names = a.names.split(",") if a.names else [Path(a.folder_a).name, Path(a.folder_b).name]
@@ -422,14 +410,15 @@ def cmd_study(a: argparse.Namespace) -> int:
     host, port = server.server_address[:2]
     warning = exposure_warning("asapnet study", host, port)
     if warning:
-        print(warning, file=sys.stderr, flush=True)
+        logger.warning(warning)
+    # the command's result, on stdout (the address to open)
     print(f"2AFC study of {len(study.trials)} pairs ({names[0]} vs {names[1]}): open http://{host}:{port}/ "
           f"(Ctrl-C to stop; answers are saved to {cfg.out_csv} as they come)")
     try:
         while not study.done_event.wait(0.5) or a.keep_serving:
             pass
     except KeyboardInterrupt:
-        print("interrupted")
+        logger.warning("interrupted")
     finally:
         server.shutdown()
     t = study.tally()

@@ -9,7 +9,9 @@ S-aligned crop. Other generators get the input and target cropped.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import random
 import shutil
@@ -33,6 +35,8 @@ from .config import DiscriminatorConfig, TrainConfig
 from .losses import VGGPerceptualLoss, feature_matching_loss, hinge_d_loss, hinge_g_loss
 from .models.asap import ASAPGenerator
 from .models.discriminator import MultiscaleDiscriminator
+
+logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.safetensors"
 GENERATOR_FILE = "generator.safetensors"
@@ -254,14 +258,28 @@ class Trainer:
         vgg: perceptual-loss module, or ``None`` to build the standard one when
             ``cfg.lambda_vgg > 0``.
         num_classes: number of one-hot channels of the input (for pictures), ``None`` for images.
+
+    Precision (``cfg.precision``): the forward passes and losses of a step run under
+    :meth:`autocast` (``torch.autocast`` in bf16 / fp16), the backward passes and optimiser steps
+    outside it (:meth:`optimize`), weights and optimiser states stay float32. fp16 scales each
+    optimiser's loss with its own ``GradScaler`` (CUDA only; the scale is not checkpointed and
+    restarts at its default after ``--resume``). Validation runs in float32.
+
+    Raises:
+        ValueError: a precision the device cannot train in (fp16 off CUDA).
     """
 
     def __init__(self, generator: nn.Module, model_name: str, model_config: Dict[str, Any],
                  disc_cfg: DiscriminatorConfig, cfg: TrainConfig, out_dir: str | Path,
                  vgg: Optional[nn.Module] = None, num_classes: Optional[int] = None,
                  extra_meta: Optional[Dict[str, Any]] = None):
+        from .argtypes import check_precision
+
         self.cfg, self.out = cfg, Path(out_dir)
         self.device = torch.device(cfg.device)
+        check_precision(cfg.precision, str(self.device), training=True)
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+        self._scalers: Dict[int, Any] = {}  # id(optimiser) -> GradScaler (fp16)
         self.G = generator.to(self.device)
         self.model_name, self.model_config = model_name, model_config
         self.num_classes = num_classes
@@ -336,6 +354,32 @@ class Trainer:
         return True
 
     # -- one step -----------------------------------------------------------------------------
+    def autocast(self):
+        """Context for forward passes and losses: ``torch.autocast`` in ``cfg.precision`` on the
+        trainer's device (a no-op for fp32)."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def optimize(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """One update of ``opt`` from ``loss`` (zero_grad, backward, step), outside autocast; for
+        fp16 through ``opt``'s own GradScaler (scaled backward, step skipped on inf/NaN
+        gradients, scale updated)."""
+        opt.zero_grad(set_to_none=True)
+        if self.cfg.precision != "fp16":
+            loss.backward()
+            opt.step()
+            return
+        scaler = self._scalers.get(id(opt))
+        if scaler is None:
+            amp = getattr(torch, "amp", None)
+            make = getattr(amp, "GradScaler", None)
+            scaler = make(self.device.type) if make is not None else torch.cuda.amp.GradScaler()
+            self._scalers[id(opt)] = scaler
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
     def _forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
         H, W = x.shape[-2:]
         if isinstance(self.G, ASAPGenerator):
@@ -355,58 +399,59 @@ class Trainer:
         self.G.train()
         x = batch["input"].to(self.device)
         y = batch["target"].to(self.device)
-        fake, cond, real = self._forward(x, y)
+        with self.autocast():
+            fake, cond, real = self._forward(x, y)
         logs: Dict[str, float] = {}
         if self.D is not None:
             self.D.train()
             # real and fake in one pass (one DDP forward per backward)
             n = real.shape[0]
-            d_both = self.D_train(torch.cat([torch.cat([cond, real], 1), torch.cat([cond, fake.detach()], 1)]))
-            d_real = [[f[:n] for f in scale] for scale in d_both]
-            d_fake = [[f[n:] for f in scale] for scale in d_both]
-            loss_d = hinge_d_loss(d_real, d_fake)
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.opt_d.step()
+            with self.autocast():
+                d_both = self.D_train(torch.cat([torch.cat([cond, real], 1), torch.cat([cond, fake.detach()], 1)]))
+                d_real = [[f[:n] for f in scale] for scale in d_both]
+                d_fake = [[f[n:] for f in scale] for scale in d_both]
+                loss_d = hinge_d_loss(d_real, d_fake)
+            self.optimize(self.opt_d, loss_d)
             logs["D/hinge"] = loss_d.item()
             real_feats = [[f.detach() for f in scale] for scale in d_real]
             for p in self.D.parameters():
                 p.requires_grad_(False)
-            g_fake = self.D(torch.cat([cond, fake], 1))
+            with self.autocast():
+                g_fake = self.D(torch.cat([cond, fake], 1))
             for p in self.D.parameters():
                 p.requires_grad_(True)
-            loss_g = hinge_g_loss(g_fake)
-            logs["G/hinge"] = loss_g.item()
-            if self.cfg.lambda_feat > 0:
-                fm = feature_matching_loss(real_feats, g_fake)
-                logs["G/feat"] = fm.item()
-                loss_g = loss_g + self.cfg.lambda_feat * fm
+            with self.autocast():
+                loss_g = hinge_g_loss(g_fake)
+                logs["G/hinge"] = loss_g.item()
+                if self.cfg.lambda_feat > 0:
+                    fm = feature_matching_loss(real_feats, g_fake)
+                    logs["G/feat"] = fm.item()
+                    loss_g = loss_g + self.cfg.lambda_feat * fm
         else:
-            loss_g = fake.new_zeros(())
-        if self.vgg is not None:
-            v = self.vgg(fake, real)
-            logs["G/vgg"] = v.item()
-            loss_g = loss_g + self.cfg.lambda_vgg * v
-        if self.cfg.lambda_l1 > 0:
-            l1 = (fake - real).abs().mean()
-            logs["G/l1"] = l1.item()
-            loss_g = loss_g + self.cfg.lambda_l1 * l1
-        if self.cfg.lambda_l2 > 0:
-            l2 = (fake - real).pow(2).mean()
-            logs["G/l2"] = l2.item()
-            loss_g = loss_g + self.cfg.lambda_l2 * l2
+            loss_g = fake.new_zeros((), dtype=torch.float32)
+        with self.autocast():
+            if self.vgg is not None:
+                v = self.vgg(fake, real)
+                logs["G/vgg"] = v.item()
+                loss_g = loss_g + self.cfg.lambda_vgg * v
+            if self.cfg.lambda_l1 > 0:
+                l1 = (fake - real).abs().mean()
+                logs["G/l1"] = l1.item()
+                loss_g = loss_g + self.cfg.lambda_l1 * l1
+            if self.cfg.lambda_l2 > 0:
+                l2 = (fake - real).pow(2).mean()
+                logs["G/l2"] = l2.item()
+                loss_g = loss_g + self.cfg.lambda_l2 * l2
         return self.finish_g_step(loss_g, logs, cond, fake, real)
 
     def finish_g_step(self, loss_g: torch.Tensor, logs: Dict[str, float], cond: torch.Tensor, fake: torch.Tensor,
                       real: torch.Tensor) -> Dict[str, float]:
         """Generator update with ``loss_g``, step count and the tensors kept for sample grids
         (shared by the GAN variants built on this trainer)."""
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
+        self.optimize(self.opt_g, loss_g)
         logs["G/total"] = loss_g.item()
         self.step += 1
-        self._last = (cond.detach(), fake.detach(), real.detach())
+        self._last = (cond.detach(), fake.detach().float(), real.detach())  # float: autocast outputs
         return logs
 
     # -- outputs ------------------------------------------------------------------------------
@@ -535,8 +580,8 @@ def train(trainer: Trainer, dataset: Dataset, val_dataset: Optional[Dataset] = N
     batches = _infinite(loader, epoch, done * cfg.batch_size)
     bar = None
     if progress and main:
-        from tqdm import tqdm
-        bar = tqdm(total=cfg.steps, initial=trainer.step, dynamic_ncols=True)
+        from .console import progress as progress_bar  # stderr; off when stderr is not a terminal or with -q
+        bar = progress_bar(total=cfg.steps, initial=trainer.step, desc="train", unit="step", leave=True)
     t0, start = time.time(), trainer.step
     try:
         with StopSignals() as stop:
@@ -595,7 +640,7 @@ def _loop(trainer: Trainer, batches: Iterator[tuple], val_dataset: Optional[Data
                     trainer.save()
                 if bar is not None:
                     bar.close()
-                print(f"interrupted at step {s}, saved to {path}", file=sys.stderr, flush=True)
+                logger.warning(f"interrupted at step {s}, saved to {path}")
             raise TrainingInterrupted(signum, s, path)
         if last:
             break

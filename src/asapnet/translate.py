@@ -237,9 +237,18 @@ def check_output_names(inputs: List[Path], out_dir: Path) -> None:
 @torch.no_grad()
 def translate_files(model: nn.Module, meta: Dict, inputs: Iterable[Path], out_dir: Path,
                     instance_dir: Optional[Path] = None, on_error: str = "stop",
-                    log: Callable[[str], None] = print, mode: str = "auto") -> List[Tuple[Path, float]]:
+                    log: Optional[Callable[[str], None]] = None, mode: str = "auto",
+                    device: Optional[torch.device | str] = None) -> List[Tuple[Path, float]]:
     """Translate label-map files into photos written to ``out_dir/<stem>.png``, at the label
     maps' own size (``mode``: see :func:`run_generator`).
+
+    ``model`` may be the :class:`~asapnet.models.inference.CastInference` wrapper of
+    ``optimize_for_inference(model, precision="bf16" | "fp16")``: the generator inside then runs
+    in that dtype (ASAP-Net keeps its ``pixelwise`` mode). Inputs go to ``device`` (default: the
+    device of ``model``'s weights; move the model first), outputs come back to the CPU as float32
+    to be saved. ``log`` (default: INFO records of this module's logger) gets one line per file,
+    the skipped files and missing-instance-map warnings; with more than one input a progress bar
+    runs on stderr (:func:`asapnet.console.progress`).
 
     Returns:
         [(output path, milliseconds of the forward pass)] for the files translated.
@@ -248,13 +257,22 @@ def translate_files(model: nn.Module, meta: Dict, inputs: Iterable[Path], out_di
         DataError: a bad input file when ``on_error="stop"`` (outputs already written are kept);
             with ``on_error="skip"`` the file is reported through ``log`` and skipped.
     """
-    from .checkpoint import require_translator
+    import logging
 
-    num_classes, use_instance = require_translator(model, meta, meta.get("path", "checkpoint"))
+    from .checkpoint import require_translator
+    from .console import progress
+    from .models.inference import CastInference, model_device, synchronize
+
+    log = log or logging.getLogger(__name__).info
+    # a low-precision wrapper: run its generator directly (run_generator needs the ASAP-Net
+    # itself for the pixelwise mode), on inputs cast to its dtype
+    generator, dtype = (model.model, model.dtype) if isinstance(model, CastInference) else (model, None)
+    device = model_device(generator) if device is None else torch.device(device)
+    num_classes, use_instance = require_translator(generator, meta, meta.get("path", "checkpoint"))
     inputs = [Path(p) for p in inputs]
     check_output_names(inputs, Path(out_dir))
     done = []
-    for path in inputs:
+    for path in progress(inputs, desc="translate", unit="img") if len(inputs) > 1 else inputs:
         try:
             x = label_to_input(path, num_classes, use_instance,
                                find_instance_map(path, instance_dir) if use_instance else None,
@@ -264,9 +282,12 @@ def translate_files(model: nn.Module, meta: Dict, inputs: Iterable[Path], out_di
                 log(f"skipped {e}")
                 continue
             raise
+        x = x.to(device=device, dtype=dtype)
         t = time.perf_counter()
-        y = run_generator(model, x, model_train_size(meta), mode)
+        y = run_generator(generator, x, model_train_size(meta), mode)
+        synchronize(y.device)
         ms = (time.perf_counter() - t) * 1000
+        y = y.float().cpu()
         out = Path(out_dir) / output_name(path)
         save_rgb(y[0], out)
         log(f"{path.name} -> {out} ({y.shape[-1]}x{y.shape[-2]}) in {ms:.0f} ms")

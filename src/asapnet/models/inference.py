@@ -20,6 +20,26 @@ from .winograd import convert_winograd
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the work queued on ``device`` (CUDA, MPS) to finish, so that wall-clock times
+    around a forward pass measure the pass; nothing on the CPU."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        torch.cuda.synchronize(device)
+    elif kind == "mps":  # pragma: no cover - Apple only
+        torch.mps.synchronize()
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Device of ``model``'s first parameter or buffer (the CPU for a model without any); sees
+    through :class:`CastInference`."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
 def prepare_for_inference(model: nn.Module) -> nn.Module:
     """Put ``model`` in eval mode and fold spectral normalisation into plain weights.
 

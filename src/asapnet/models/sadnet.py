@@ -30,7 +30,6 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.ops import deform_conv2d
 
 from .registry import register_model
 
@@ -58,6 +57,10 @@ class ModulatedDeformConv(nn.Module):
         nn.init.zeros_(self.offset_mask.bias)
 
     def forward(self, x: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+        # imported here, not at module level: torchvision.ops pulls in torch._dynamo (about a
+        # second), which every `import asapnet.models` would otherwise pay
+        from torchvision.ops import deform_conv2d
+
         om = self.offset_mask(feat)
         n_off = self.groups * 2 * 9
         offset, mask = om[:, :n_off], torch.sigmoid(om[:, n_off:])

@@ -1,0 +1,527 @@
+"""The command line's argument parsers, built without importing torch or any task module.
+
+``asapnet --help`` (and every parse) only needs this module, :mod:`asapnet.argtypes`,
+:mod:`asapnet.config` (for a constant) and :mod:`asapnet.httpguard` (for two); the task modules
+(:mod:`asapnet.evaluate`, :mod:`asapnet.denoise`, ...) are imported by the command that runs.
+The choices and defaults the options name live here, and the task modules import them from here
+(one definition), except :data:`CONVERT_DATASETS`, which restates what :mod:`asapnet.convert`
+derives from its option tables (``tests/test_cli_options.py`` checks that they agree).
+
+Each task module still exports its own builders (``asapnet.denoise.add_denoise_parser`` ...),
+which are these functions.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from typing import List, Optional, Tuple
+
+from .argtypes import device, non_negative_float, non_negative_int, positive_float, positive_int
+from .config import CITYSCAPES_NUM_CLASSES
+from .httpguard import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT
+
+Size = Tuple[int, int]
+
+#: ``--precision`` of ``translate`` and ``train``.
+PRECISION_CHOICES = ("fp32", "bf16", "fp16")
+#: ``asapnet bench --variants``: optional ASAP inference variants, timed as extra rows
+#: ``asap+<variant>`` with their max. abs. difference from the plain fp32 output.
+BENCH_VARIANTS = ("channels_last", "winograd", "bf16", "fp16", "int8", "compile", "onnx")
+#: Shipped denoisers in ``asapnet/weights`` (``asapnet denoise --checkpoint asap|dncnn|sadnet``).
+DNCNN_CHECKPOINT = "dncnn-s-sigma25.safetensors"
+ASAP_DENOISE_CHECKPOINT = "asap-denoise-blind.safetensors"
+SADNET_CHECKPOINT = "sadnet-sigma25.safetensors"
+#: ``asapnet evaluate --task translate --metrics``: every metric; the defaults of the per-metric
+#: list (``--dataset cityscapes``) and of the comparison table (``cityscapes-pix2pix`` / ``facades``).
+ALL_METRICS = ("fid", "segscore", "psnr", "ssim", "lpips", "tile_contrast", "seam_ratio", "block_std")
+DEFAULT_METRICS = ("fid", "segscore", "psnr", "ssim")
+TABLE_METRICS = ("psnr", "ssim", "tile_contrast", "seam_ratio", "block_std", "segscore")
+#: ``asapnet evaluate --task translate --dataset``.
+EVALUATE_DATASETS = ("cityscapes-pix2pix", "facades", "cityscapes")
+#: ``asapnet export``: ONNX opsets of the TorchScript and the torch.export (``--dynamo``) exporters.
+ONNX_DEFAULT_OPSET = 17
+ONNX_DEFAULT_OPSET_DYNAMO = 18
+#: ``asapnet convert --from`` / ``--dataset`` (see :data:`asapnet.convert.DATASET_DEFAULTS`).
+CONVERT_SOURCES = ("asapnet", "spade", "pix2pixhd")
+CONVERT_DATASETS = ("ade20k", "cityscapes", "coco", "facades")
+#: ``asapnet train --task segment --seg-arch``.
+SEGMENT_ARCHITECTURES = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "fcn_resnet50")
+
+
+def add_device_arg(p: argparse.ArgumentParser, note: str = "") -> None:
+    """``--device cpu|cuda|cuda:N|mps`` (default cpu), checked when parsed (:func:`asapnet.argtypes.device`)."""
+    p.add_argument("--device", type=device, default="cpu",
+                   help="cpu (default), cuda, cuda:N or mps" + (f"; {note}" if note else ""))
+
+
+def add_precision_arg(p: argparse.ArgumentParser, note: str) -> None:
+    """``--precision fp32|bf16|fp16`` (default fp32)."""
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32", help=f"fp32 (default), bf16 or fp16; {note}")
+
+
+def build_parser(description: str = "asapnet command line") -> argparse.ArgumentParser:
+    """The ``asapnet`` parser: ``-v`` / ``-q`` (log level, see :mod:`asapnet.console`) and one
+    sub-parser per command."""
+    from . import __version__
+
+    ap = argparse.ArgumentParser(prog="asapnet", description=description)
+    ap.add_argument("--version", action="version", version=f"asapnet {__version__}")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("-v", "--verbose", dest="log_level", action="store_const", const=logging.DEBUG,
+                   help="also debug messages")
+    g.add_argument("-q", "--quiet", dest="log_level", action="store_const", const=logging.WARNING,
+                   help="only warnings and errors on stderr, no progress bars (results still go to stdout)")
+    ap.set_defaults(log_level=logging.INFO)
+    sub = ap.add_subparsers(dest="command", required=True)
+    add_train_parser(sub)
+    add_translate_parser(sub)
+    add_bench_parser(sub)
+    add_evaluate_parser(sub)
+    add_denoise_parser(sub)
+    add_deblur_parser(sub)
+    add_export_parser(sub)
+    add_convert_parser(sub)
+    add_demo_parser(sub)
+    add_study_parser(sub)
+    return ap
+
+
+def parse_size(s: str) -> Optional[Tuple[int, int]]:
+    """'256x512' -> (256, 512) as (height, width); 'none' -> None."""
+    if s.lower() in ("none", "full"):
+        return None
+    try:
+        h, w = s.lower().split("x")
+        return int(h), int(w)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like HEIGHTxWIDTH (e.g. 256x512), got {s!r}") from None
+
+
+def add_train_parser(sub) -> argparse.ArgumentParser:
+    """Add ``asapnet train`` (every ``--task``) to an ``add_subparsers()`` object."""
+    p = sub.add_parser("train", help="train a generator (SPADE-style GAN, paper §3.4), a denoiser, a deblurrer "
+                                     "or the segmentation-score network")
+    p.add_argument("--task", choices=["translate", "denoise", "deblur", "segment"], default="translate",
+                   help="translate: label->photo GAN (default); denoise: DnCNN/ASAP on BSD Train400; deblur: "
+                        "DeblurGAN/ASAP/MSG U-Net on synthetic motion blur; segment: segmenter for segscore")
+    p.add_argument("--dataset", choices=["cityscapes", "cityscapes-pix2pix", "cityscapes-official", "facades",
+                                         "folders", "ab"], default="cityscapes",
+                   help="cityscapes: {train_label,train_inst,train_img} layout; cityscapes-pix2pix: the pix2pix "
+                        "photo|colour-label JPEGs (<data>/train, validation on <data>/val); cityscapes-official: "
+                        "gtFine/ + leftImg8bit/ as downloaded; facades: CMP Facades base set (<data>/train, "
+                        "validation on <data>/test); folders: paired folders matched by stem; ab: pix2pix "
+                        "side-by-side A|B images")
+    p.add_argument("--data-root", default=None, help="data folder (default $ASAPNET_DATA or ../shared/data)")
+    p.add_argument("--data", default=None, help="dataset folder (default <data-root>/cityscapes_samples)")
+    p.add_argument("--label-dir"), p.add_argument("--image-dir"), p.add_argument("--inst-dir")
+    p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"])
+    p.add_argument("--num-classes", type=positive_int, default=35)
+    p.add_argument("--no-instance", action="store_true", help="do not use instance edge maps")
+    # None = the task's own default (see TASK_DEFAULTS and the task modules)
+    p.add_argument("--model", default=None, help="translate: asap; denoise: asap|dncnn; deblur: asap|deblurgan|msg_unet")
+    p.add_argument("--preset", default=None, help="ASAP config preset (see asapnet.ASAP_PRESETS; translate: "
+                                                 "cityscapes-256x512-cpu)")
+    p.add_argument("--steps", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--crop", type=parse_size, default=(256, 512), help="HxW training crop or 'none'")
+    p.add_argument("--load-size", type=parse_size, default=None, help="resize inputs to HxW first")
+    p.add_argument("--lr-g", type=non_negative_float, default=None, help="G learning rate (translate: 1e-4, TTUR)")
+    p.add_argument("--lr-d", type=non_negative_float, default=None, help="D learning rate (translate: 4e-4, TTUR)")
+    p.add_argument("--lambda-feat", type=non_negative_float, default=10.0)
+    p.add_argument("--lambda-vgg", type=non_negative_float, default=10.0)
+    p.add_argument("--no-vgg", action="store_true", help="train without the VGG19 perceptual loss")
+    p.add_argument("--lambda-l1", type=non_negative_float, default=None, help="L1 reconstruction weight (translate: 0)")
+    p.add_argument("--no-gan", action="store_true", help="no discriminator (reconstruction losses only)")
+    p.add_argument("--ndf", type=positive_int, default=64), p.add_argument("--n-layers-d", type=positive_int, default=4)
+    p.add_argument("--num-d", type=positive_int, default=2, help="discriminator scales")
+    p.add_argument("--holdout", type=non_negative_int, default=0, help="hold the last K pairs out for validation "
+                   "(cityscapes-pix2pix / facades: validate on the first K pairs of the val / test split)")
+    p.add_argument("--head-init", choices=["hyper", "default"], default="hyper",
+                   help="translate, ASAP: initialise the LR-stream head as a hypernetwork of well-scaled MLPs "
+                        "(default) or with PyTorch's default init (the MLPs collapse to one colour per tile)")
+    p.add_argument("--param-upsampling", choices=["nearest", "bilinear"], default=None,
+                   help="translate, ASAP: how the LR stream's MLP parameters reach every pixel: one MLP per "
+                        "S x S tile (nearest, the paper) or blended bilinearly between tile centres (no tile "
+                        "seams, 4x the HR stream's products); default: the preset's")
+    p.add_argument("--head-modulation", type=non_negative_float, default=0.3,
+                   help="translate, ASAP, --head-init hyper: std of the per-tile part of the initial MLP weights "
+                        "(0 = every tile starts with the same MLP)")
+    p.add_argument("--out", default=None, help="run folder (translate: runs/asap)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/state.safetensors")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in an --out folder that holds a run: delete its state, generator, run.json, "
+                        "metrics.jsonl, samples/ and tb/ first (without --resume or --overwrite such a folder "
+                        "is refused)")
+    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--sample-every", type=positive_int, default=None, help="(translate: 100)")
+    p.add_argument("--checkpoint-every", type=positive_int, default=None, help="(translate: 100)")
+    add_device_arg(p, "translate, denoise, deblur (segment: cpu only)")
+    add_precision_arg(p, "autocast of the forward passes and losses: bf16 on cpu, cuda or mps; fp16 on cuda "
+                         "only, with gradient scaling (translate, denoise, deblur)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_train_denoise_args(p)
+    add_train_deblur_args(p)
+    add_train_segment_args(p)
+    return p
+
+
+def add_translate_parser(sub) -> argparse.ArgumentParser:
+    """Add ``asapnet translate`` to an ``add_subparsers()`` object."""
+    p = sub.add_parser("translate", help="translate label maps into photos")
+    p.add_argument("inputs", nargs="+", help="label maps (class-id PNGs, or Cityscapes colour label maps)")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--checkpoint", default=None, help="generator .safetensors (default: the shipped model)")
+    p.add_argument("--instance-dir", default=None, help="folder of instance maps matched by stem")
+    p.add_argument("--on-error", choices=["stop", "skip"], default="stop")
+    p.add_argument("--mode", choices=["auto", "pixelwise", "native", "bilinear"], default="auto",
+                   help="inputs larger than the training size: pixelwise = LR stream at the training scale, "
+                        "per-pixel MLPs at full resolution (ASAP-Net default); bilinear = translate downsampled, "
+                        "upsample the output; native = run at the input size as is")
+    p.add_argument("--threads", type=positive_int, default=None)
+    add_device_arg(p)
+    add_precision_arg(p, "the whole generator runs in that dtype (asapnet.models.inference."
+                         "optimize_for_inference), outputs come back as float32; fp16 needs cuda or mps")
+    return p
+
+
+def add_evaluate_parser(sub) -> argparse.ArgumentParser:
+    """Add ``asapnet evaluate`` (every ``--task``) to an ``add_subparsers()`` object."""
+    p = sub.add_parser("evaluate", help="score a checkpoint: translate (segscore, PSNR, SSIM, FID), "
+                                        "denoise (PSNR/SSIM per sigma) or deblur (PSNR/SSIM)")
+    p.add_argument("--task", choices=["translate", "denoise", "deblur"], default="translate")
+    p.add_argument("--checkpoint", nargs="+", default=None, metavar="[NAME=]PATH",
+                   help="checkpoint(s); denoise takes one (translate: several are scored side by side; default: the shipped model)")
+    p.add_argument("--data", nargs="*", default=None, help="data folder(s)")
+    p.add_argument("--data-root", default=None, help="default $ASAPNET_DATA or ../shared/data")
+    p.add_argument("--metrics", default=None, help="translate: comma-separated metrics")
+    p.add_argument("--sigma", type=parse_sigmas, default=[15.0, 25.0, 50.0], help="denoise: sigma list, e.g. 15,25,50")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="noise / blur seed")
+    p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    p.add_argument("--threads", type=positive_int, default=None)
+    add_device_arg(p, "the generators run there, the metrics on the CPU")
+    add_evaluate_translate_args(p, shared=False)
+    add_evaluate_deblur_args(p, shared=False)
+    return p
+
+
+def parse_sizes(text: str) -> List[Size]:
+    """'256x512,512x1024' -> [(256, 512), (512, 1024)] as (height, width) pairs.
+
+    Raises:
+        ValueError: an item is not HEIGHTxWIDTH with positive integers.
+    """
+    sizes = []
+    for item in text.split(","):
+        try:
+            h, w = (int(v) for v in item.strip().lower().split("x"))
+        except ValueError:
+            raise ValueError(f"size must look like HEIGHTxWIDTH (e.g. 256x512), got {item!r}") from None
+        if h <= 0 or w <= 0:
+            raise ValueError(f"size must be positive, got {item!r}")
+        sizes.append((h, w))
+    return sizes
+
+
+def add_bench_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``bench`` command to an ``argparse`` sub-parser collection."""
+    p = subparsers.add_parser("bench", help="time ASAP-Net against pix2pixHD, SPADE and pix2pix")
+    p.add_argument("--models", default="asap,pix2pixhd,spade,pix2pix", help="comma-separated registered names")
+    p.add_argument("--sizes", default="256x512,512x1024,1024x2048", help="comma-separated HEIGHTxWIDTH")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed passes per model and size")
+    p.add_argument("--warmup", type=non_negative_int, default=1, help="untimed passes before timing")
+    add_device_arg(p)
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--preset", default=None, help="ASAP preset for every size (default: by size, paper §3.2)")
+    p.add_argument("--num-classes", type=positive_int, default=CITYSCAPES_NUM_CLASSES,
+                   help="label classes; inputs get one more channel for instance edges")
+    p.add_argument("--json", action="store_true", help="print one JSON object per (model, size), no table")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="save runtime vs resolution plot")
+    p.add_argument("--variants", default="", help="extra ASAP rows, comma-separated: " + ",".join(BENCH_VARIANTS) +
+                   " (time + max abs error vs fp32)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="every model (ASAP and baselines) with channels-last (NHWC) weights")
+    p.add_argument("--winograd", action="store_true",
+                   help="every model (ASAP and baselines) with its wide 3x3 convolutions by Winograd F(2x2,3x3)")
+    p.add_argument("--stages", action="store_true",
+                   help="instead: ASAP per-stage times (downsample, LR, HR) and HR GFLOP/s vs matmul GFLOP/s")
+    return p
+
+
+def parse_sigmas(s: str) -> List[float]:
+    """'15,25,50' -> [15.0, 25.0, 50.0] (0-255 scale)."""
+    try:
+        vals = [float(v) for v in s.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sigma list must look like 15,25,50, got {s!r}") from None
+    if not vals or any(not math.isfinite(v) or v < 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"sigma list must hold finite values >= 0, got {s!r}")
+    return vals
+
+
+def add_train_denoise_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``asapnet train --task denoise`` that the GAN ``train`` parser lacks."""
+    g = p.add_argument_group("denoising (--task denoise)")
+    g.add_argument("--sigma", type=non_negative_float, default=None, help="fixed training noise σ on the 0-255 scale (default 25)")
+    g.add_argument("--blind", action="store_true", help="blind training, σ ~ U[10, 55] per patch")
+    g.add_argument("--patch-size", type=positive_int, default=None, help="training patch side (default 40 dncnn, 48 asap)")
+    g.add_argument("--patches-per-image", type=positive_int, default=64)
+    g.add_argument("--depth", type=positive_int, default=None, help="DnCNN depth (default 17 = DnCNN-S, 20 with --blind)")
+    g.add_argument("--loss", choices=["l2", "l1"], default="l2")
+    g.add_argument("--init", default=None, metavar="CHECKPOINT",
+                   help="start from the weights of this generator checkpoint (e.g. a shipped one); the "
+                        "optimiser, step and schedule start fresh (use --resume to continue a run folder)")
+    g.add_argument("--val-images", type=non_negative_int, default=None,
+                   help="held-out images scored every checkpoint (default: denoise 3 Set12 images, deblur 0)")
+
+
+def add_evaluate_denoise_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``asapnet evaluate --task denoise`` (the lead adds ``--task``)."""
+    p.add_argument("--checkpoint", required=True, help="denoiser .safetensors (training run or shipped)")
+    p.add_argument("--data", nargs="+", required=True,
+                   help="folder(s) of clean test images, e.g. ../shared/data/denoise/BSD68")
+    p.add_argument("--sigma", type=parse_sigmas, default=[15.0, 25.0, 50.0], help="σ list, e.g. 15,25,50")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="noise seed")
+    p.add_argument("--json", action="store_true", help="print one JSON object per line instead of a table")
+    p.add_argument("--threads", type=positive_int, default=None)
+    add_device_arg(p, "the denoiser runs there, the metrics on the CPU")
+
+
+def add_denoise_parser(sub) -> argparse.ArgumentParser:
+    """Add the ``denoise`` subcommand to an ``add_subparsers()`` object."""
+    p = sub.add_parser("denoise", help="denoise gray images with a shipped or trained denoiser")
+    p.add_argument("inputs", nargs="+", help="image files (colour is converted to gray)")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--checkpoint", default=None,
+                   help=f"denoiser .safetensors (default: the shipped blind ASAP model {ASAP_DENOISE_CHECKPOINT}; "
+                        f"'dncnn' = the shipped {DNCNN_CHECKPOINT}, 'sadnet' = {SADNET_CHECKPOINT})")
+    p.add_argument("--sigma", type=non_negative_float, default=None,
+                   help="treat the inputs as clean and add noise of this σ (0-255) first; reports PSNR")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--threads", type=positive_int, default=None)
+    add_device_arg(p)
+    return p
+
+
+def add_train_deblur_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``asapnet train --task deblur`` that the GAN ``train`` parser lacks."""
+    g = p.add_argument_group("deblurring (--task deblur)")
+    g.add_argument("--gopro", default=None, help="folder of real pairs (blur/ + sharp/, GoPro layout) "
+                                                 "instead of synthetic blur on the shared photos")
+    g.add_argument("--sharp-dir", default=None, help="folder of sharp photos to blur synthetically "
+                                                     "(default: the shared Cityscapes + CBSD68 training photos)")
+    g.add_argument("--crop-size", type=positive_int, default=128, help="square training crop side")
+    g.add_argument("--crops-per-image", type=positive_int, default=16)
+    g.add_argument("--critic-iters", type=positive_int, default=5, help="WGAN-GP critic steps per generator step")
+    g.add_argument("--gp-lambda", type=non_negative_float, default=10.0, help="gradient-penalty weight")
+    g.add_argument("--lambda-content", type=non_negative_float, default=100.0, help="VGG19 conv3_3 MSE weight")
+    g.add_argument("--critic-ndf", type=positive_int, default=64)
+    g.add_argument("--ngf", type=positive_int, default=None, help="generator width of a baseline (translate: pix2pixhd, pix2pix; deblur: DeblurGAN, MSG U-Net)")
+    g.add_argument("--n-blocks", type=positive_int, default=None, help="DeblurGAN ResBlocks")
+    g.add_argument("--hr-window", type=positive_int, default=None,
+                   help="ASAP: the per-pixel MLPs read the k x k neighbourhood (odd k; default 1, the paper)")
+    g.add_argument("--lr-norm", choices=["instance", "batch", "none"], default=None,
+                   help="ASAP: LR-stream normalisation (default instance)")
+    if "--val-images" not in p._option_string_actions:  # shared with --task denoise in `asapnet train`
+        g.add_argument("--val-images", type=non_negative_int, default=None,
+                       help="held-out images scored every checkpoint (default: deblur 0, denoise 3)")
+    g.add_argument("--time-budget", type=positive_float, default=None, metavar="MIN",
+                   help="stop after this many minutes (wall clock) and write the checkpoint "
+                        "(denoise: the learning-rate decay follows the budget)")
+
+
+def add_evaluate_deblur_args(p: argparse.ArgumentParser, shared: bool = True) -> None:
+    """Options of ``asapnet evaluate --task deblur`` (the lead adds ``--task``).
+
+    With ``shared=False`` the options a sibling task may already define (--checkpoint, --data,
+    --data-root, --seed, --json, --threads) are left out; :func:`cmd_evaluate_deblur` accepts a
+    single ``--checkpoint`` string and a ``--data`` string or list as well.
+    """
+    if shared:
+        p.add_argument("--checkpoint", nargs="+", required=True, metavar="[NAME=]PATH",
+                       help="generator .safetensors file(s); NAME labels the row")
+        p.add_argument("--data", nargs="*", default=None,
+                       help="folder(s) of sharp test images (default: the held-out synthetic set)")
+        p.add_argument("--data-root", default=None)
+        p.add_argument("--seed", type=non_negative_int, default=0, help="blur seed")
+        p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+        p.add_argument("--threads", type=positive_int, default=None)
+        add_device_arg(p, "the generators run there, the metrics on the CPU")
+    p.add_argument("--scale", type=positive_float, default=1.0, help="resize factor of --data images (deblur)")
+    p.add_argument("--fid", action="store_true", help="also FID (needs the InceptionV3 weights; deblur)")
+
+
+def add_deblur_parser(sub) -> argparse.ArgumentParser:
+    """Add the ``deblur`` subcommand to an ``add_subparsers()`` object."""
+    p = sub.add_parser("deblur", help="deblur RGB photos with a trained generator")
+    p.add_argument("inputs", nargs="+", help="image files")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--checkpoint", required=True, help="generator .safetensors (asapnet train --task deblur)")
+    p.add_argument("--blur-seed", type=non_negative_int, default=None,
+                   help="treat the inputs as sharp and apply the deterministic blur of this seed first; reports PSNR")
+    p.add_argument("--threads", type=positive_int, default=None)
+    add_device_arg(p)
+    return p
+
+
+def add_evaluate_translate_args(p: argparse.ArgumentParser, shared: bool = True) -> None:
+    """Options of ``asapnet evaluate --task translate``.
+
+    With ``shared=False`` the options a sibling task may already define (--checkpoint, --data,
+    --data-root, --metrics, --json, --threads) are not added; :func:`cmd_evaluate_translate` then
+    accepts ``--checkpoint`` / ``--data`` as a string or a list.
+    """
+    if shared:
+        p.add_argument("--checkpoint", nargs="+", default=None, metavar="[NAME=]PATH",
+                       help="generator .safetensors file(s), NAME labels the row (default: the shipped model)")
+        p.add_argument("--data", default=None, help="data folder (default: see --dataset)")
+        p.add_argument("--data-root", default=None, help="default $ASAPNET_DATA or ../shared/data")
+        p.add_argument("--metrics", default=None,
+                       help=f"comma-separated, from {','.join(ALL_METRICS)} (default {','.join(TABLE_METRICS)}; "
+                            f"--dataset cityscapes: {','.join(DEFAULT_METRICS)})")
+        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        p.add_argument("--threads", type=positive_int, default=None)
+        add_device_arg(p, "the generators run there, the metrics on the CPU")
+    p.add_argument("--dataset", choices=EVALUATE_DATASETS, default=None,
+                   help="cityscapes-pix2pix: <data-root>/cityscapes_pix2pix/val; facades: <data-root>/facades_cmp/test "
+                        "(both: a table with the checkpoints, two trivial images and the real photos); cityscapes: "
+                        "the held-out pairs of <data-root>/cityscapes_samples, one checkpoint (default: the "
+                        "checkpoint's training dataset)")
+    p.add_argument("--limit", type=positive_int, default=None, help="score only the first N images (cityscapes-pix2pix, facades)")
+    p.add_argument("--tile", type=positive_int, default=None, help="tile size S of tile_contrast / seam_ratio "
+                                                         "(default: the ASAP checkpoint's S, else 16)")
+    p.add_argument("--train-data", default=None, help="training split the trivial images are computed on "
+                                                      "(default: the 'train' folder next to the data folder)")
+    p.add_argument("--trivial-sample", type=positive_int, default=300,
+                   help="training photos (evenly spaced) the trivial images are computed from (default 300)")
+    p.add_argument("--split", default="train", help="cityscapes: {split}_label/_img/_inst folders to read (default train)")
+    p.add_argument("--pairs", choices=["heldout", "all"], default="heldout",
+                   help="cityscapes: score only pairs the checkpoint was not trained on (default) or all")
+    p.add_argument("--holdout", type=positive_int, default=None, help="cityscapes: score the last K pairs instead")
+    p.add_argument("--size", default=None, help="HxW to generate at (default: the checkpoint's training size; "
+                                                "256x512 for cityscapes-pix2pix, 256x256 for facades)")
+    p.add_argument("--segmenter", default=None, help="segmenter .safetensors for segscore")
+    p.add_argument("--fid-weights", default=None, help="local InceptionV3 FID weights file")
+
+
+def sizes_type(text: str) -> list:
+    """argparse ``type=`` of a HxW,HxW list (:func:`parse_sizes`)."""
+    try:
+        return parse_sizes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_export_parser(sub) -> argparse.ArgumentParser:
+    """Add ``asapnet export`` to an argparse subparsers object."""
+    p = sub.add_parser("export", help="export a generator to ONNX (dynamic height/width) and verify it")
+    p.add_argument("--checkpoint", default=None, help="generator .safetensors (default: the shipped model)")
+    p.add_argument("-o", "--out", required=True, help="the .onnx file to write")
+    p.add_argument("--opset", type=positive_int, default=None, help=f"ONNX opset (default {ONNX_DEFAULT_OPSET}, "
+                   f"{ONNX_DEFAULT_OPSET_DYNAMO} with --dynamo)")
+    p.add_argument("--verify-sizes", type=sizes_type, default=None,
+                   help="HxW,HxW sizes compared with PyTorch (default: two sizes derived from S)")
+    p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
+    p.add_argument("--dynamo", action="store_true", help="use the torch.export-based exporter (slow)")
+    p.add_argument("--threads", type=positive_int, default=None)
+    # no --device: the graph is traced on the CPU (it is device-independent) and verified with
+    # onnxruntime's CPU provider against the PyTorch model on the CPU; a GPU would change nothing
+    # in the file and only add GPU rounding to the comparison
+    return p
+
+
+def add_demo_parser(sub) -> argparse.ArgumentParser:
+    """Add ``asapnet demo`` to an argparse subparsers object."""
+    p = sub.add_parser("demo", help="serve a local web page that translates label maps")
+    p.add_argument("--checkpoint", default=None, help="generator .safetensors (default: the shipped model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (0 = any free port)")
+    p.add_argument("--examples", default=None, help="folder of *_gtFine_labelIds.png examples")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--max-concurrent", type=int, default=1,
+                   help="translations run at once, others are answered 503 'busy, retry' (default 1: on a CPU one "
+                        "forward pass uses every thread; each 2048x2048 request needs about 1.5 GB)")
+    p.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                   help=f"connections served at once, one thread each (default {DEFAULT_MAX_CONNECTIONS})")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                   help=f"seconds a client may stall before it is dropped (default {DEFAULT_TIMEOUT:g})")
+    p.add_argument("--verbose", action="store_true", help="log every request")
+    add_device_arg(p)
+    return p
+
+
+def add_study_parser(sub) -> argparse.ArgumentParser:
+    """Add the ``study`` subcommand to an ``add_subparsers()`` object."""
+    p = sub.add_parser("study", help="2AFC realism study in the browser (paper §4.1, Fig. 7)")
+    p.add_argument("folder_a", help="images of method A")
+    p.add_argument("folder_b", help="images of method B (matched to A by file name)")
+    p.add_argument("--names", default=None, help="display names 'A,B' for the CSV (default: folder names)")
+    p.add_argument("--out", default="study.csv", help="tally CSV (per-answer rows go to *_trials.csv)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--seed", type=int, default=None, help="seed of the trial order and left/right draws")
+    p.add_argument("--max-trials", type=int, default=None)
+    p.add_argument("--keep-serving", action="store_true", help="do not exit when every trial is answered")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                   help=f"seconds a client may stall before it is dropped (default {DEFAULT_TIMEOUT:g})")
+    return p
+
+
+def add_convert_parser(sub) -> argparse.ArgumentParser:
+    """Add ``asapnet convert`` to an argparse subparsers object. Options left unset take the
+    reference defaults of ``--from`` and ``--dataset``."""
+    p = sub.add_parser("convert", help="convert a released ASAP-Net / SPADE / pix2pixHD generator (.pth) "
+                                       "into an asapnet checkpoint")
+    p.add_argument("checkpoint", help="reference generator weights, e.g. checkpoints/cityscapes/latest_net_G.pth")
+    p.add_argument("-o", "--out", required=True, help="the .safetensors file to write")
+    p.add_argument("--from", dest="source", required=True, choices=CONVERT_SOURCES, help="reference code base")
+    p.add_argument("--dataset", choices=CONVERT_DATASETS, default=None,
+                   help="fill the reference's option defaults of this dataset (asapnet: cityscapes|facades; "
+                        "spade: cityscapes|ade20k|coco; pix2pixhd: cityscapes)")
+    p.add_argument("--key", default=None, help="entry of a nested checkpoint holding the state dict (a.b for nesting)")
+    g = p.add_argument_group("inputs and sizes (reference --label_nc, --contain_dontcare_label, --no_instance, "
+                             "--crop_size, --aspect_ratio, --output_nc)")
+    g.add_argument("--label-nc", type=int)
+    g.add_argument("--contain-dontcare-label", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--instance", action=argparse.BooleanOptionalAction, default=None,
+                   help="instance-edge input channel (--no-instance: none)")
+    g.add_argument("--crop-size", type=int)
+    g.add_argument("--aspect-ratio", type=float)
+    g.add_argument("--output-nc", type=int)
+    g.add_argument("--norm-g", help="reference --norm_G (ASAP-Net, SPADE) or --norm (pix2pixHD)")
+    a = p.add_argument_group("ASAP-Net")
+    for opt in ("lr-width", "lr-max-width", "lr-depth", "hr-width", "hr-depth", "learned-ds-factor"):
+        a.add_argument(f"--{opt}", type=int)
+    a.add_argument("--lr-instance", action=argparse.BooleanOptionalAction, default=None,
+                   help="the instance edges go to the LR stream only (the reference default)")
+    a.add_argument("--lr-padding", choices=["zeros", "reflect", "replicate"],
+                   help="LR-stream padding (reflect: --reflection_pad; the default of --dataset facades)")
+    a.add_argument("--reflection-pad", dest="lr_padding", action="store_const", const="reflect",
+                   help="the reference's --reflection_pad: same as --lr-padding reflect")
+    a.add_argument("--replicate-pad", dest="lr_padding", action="store_const", const="replicate",
+                   help="the reference's --replicate_pad: same as --lr-padding replicate")
+    a.add_argument("--positional-encoding", action=argparse.BooleanOptionalAction, default=None,
+                   help="--hr_coor cosine (default) or None (--no-positional-encoding)")
+    s = p.add_argument_group("SPADE / pix2pixHD")
+    s.add_argument("--ngf", type=int)
+    s.add_argument("--num-upsampling-layers", choices=["normal", "more", "most"])
+    s.add_argument("--use-vae", action=argparse.BooleanOptionalAction, default=None)
+    s.add_argument("--z-dim", type=int)
+    s.add_argument("--netg", choices=["global", "local"], help="pix2pixHD --netG")
+    for opt in ("n-downsample-global", "n-blocks-global", "n-local-enhancers", "n-blocks-local"):
+        s.add_argument(f"--{opt}", type=int)
+    return p
+
+
+def add_train_segment_args(p: argparse.ArgumentParser) -> None:
+    """Options only ``asapnet train --task segment`` uses (the rest are shared with ``train``:
+    --dataset --data-root --data --holdout --steps --batch-size --crop --load-size --out --threads
+    --seed --quiet)."""
+    p.add_argument("--seg-arch", default="lraspp_mobilenet_v3_large", choices=SEGMENT_ARCHITECTURES,
+                   help="segmentation architecture (--task segment)")
+    p.add_argument("--seg-lr", type=float, default=1e-3, help="AdamW learning rate (--task segment)")
+    p.add_argument("--seg-limit", type=int, default=None,
+                   help="train on the first N photos only (--task segment --dataset cityscapes-pix2pix|facades)")
+
+
