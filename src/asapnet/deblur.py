@@ -52,6 +52,7 @@ from .models.deblurgan import PatchCritic
 from .models.msg_unet import MSGDiscriminator, MSGUNet, pyramid
 # the CLI's argument builders live in asapnet.parsers (no torch); re-exported here
 from .parsers import add_deblur_parser, add_evaluate_deblur_args, add_train_deblur_args  # noqa: F401
+from .restore import restore_files
 from .train import Trainer, _random_region, prepare_run_dir, train
 
 logger = logging.getLogger(__name__)
@@ -556,30 +557,13 @@ def deblur_files(model: nn.Module, inputs: Sequence[PathLike], out_dir: PathLike
     Raises:
         DataError: unreadable input (the message names the file).
     """
-    from .models.inference import model_device, synchronize
+    def degrade(sharp: torch.Tensor, f: Path) -> torch.Tensor:
+        return deterministic_blur(sharp, f.stem, blur_seed, blur_cfg)[0]
 
-    out_dir = Path(out_dir)
-    device = model_device(model) if device is None else device
-    done = []
-    files = [Path(f) for f in inputs]
-    for f in _progress(files, desc="deblur", unit="img") if len(files) > 1 else files:
-        img = load_rgb(f)
-        x = deterministic_blur(img, f.stem, blur_seed, blur_cfg)[0] if blur_seed is not None else img
-        t0 = time.perf_counter()
-        y = run_model(model, x[None].to(device))[0]
-        synchronize(y.device)
-        ms = (time.perf_counter() - t0) * 1e3
-        y = y.cpu()
-        row: Dict[str, Any] = {"input": str(f), "output": str(out_dir / f"{f.stem}.png"), "ms": ms}
-        save_rgb(y, out_dir / f"{f.stem}.png")
-        if blur_seed is not None:
-            save_rgb(x, out_dir / f"{f.stem}_blurred.png")
-            row["psnr_blurred"] = measure(x, img)[0]
-            row["psnr"] = measure(y, img)[0]
-        extra = f"  PSNR {row['psnr_blurred']:.2f} -> {row['psnr']:.2f} dB" if "psnr" in row else ""
-        logger.info(f"{row['input']} -> {row['output']} ({row['ms']:.0f} ms){extra}")
-        done.append(row)
-    return done
+    return restore_files(model, inputs, out_dir, read=load_rgb,
+                         degrade=degrade if blur_seed is not None else None, run=run_model, save=save_rgb,
+                         measure=measure, degraded_suffix="_blurred", psnr_key="psnr_blurred", desc="deblur",
+                         logger=logger, device=device)
 
 
 @torch.no_grad()

@@ -45,6 +45,7 @@ from .models.asap import ASAPGenerator, init_asap_hypernetwork
 # the CLI's argument builders live in asapnet.parsers (no torch); re-exported here
 from .parsers import (ASAP_DENOISE_CHECKPOINT as ASAP_CHECKPOINT, DNCNN_CHECKPOINT, SADNET_CHECKPOINT,  # noqa: F401
                       add_denoise_parser, add_evaluate_denoise_args, add_train_denoise_args, parse_sigmas)
+from .restore import restore_files
 from .train import Trainer, prepare_run_dir, train
 
 logger = logging.getLogger(__name__)
@@ -327,30 +328,13 @@ def denoise_files(model: nn.Module, inputs: Sequence[PathLike], out_dir: PathLik
     Raises:
         DataError: unreadable input (the message names the file).
     """
-    from .models.inference import model_device, synchronize
+    def degrade(clean: torch.Tensor, f: Path) -> torch.Tensor:
+        return deterministic_noisy(clean, f.stem, sigma, seed)
 
-    out_dir = Path(out_dir)
-    device = model_device(model) if device is None else device
-    done = []
-    files = [Path(f) for f in inputs]
-    for f in _progress(files, desc="denoise", unit="img") if len(files) > 1 else files:
-        clean = read_gray(f)
-        x = deterministic_noisy(clean, f.stem, sigma, seed) if sigma is not None else clean
-        t0 = time.perf_counter()
-        y = run_denoiser(model, x[None].to(device))[0]
-        synchronize(y.device)
-        ms = (time.perf_counter() - t0) * 1000.0
-        y = y.cpu()
-        row: Dict[str, Any] = {"input": str(f), "output": str(out_dir / f"{f.stem}.png"), "ms": ms}
-        save_gray(y, out_dir / f"{f.stem}.png")
-        if sigma is not None:
-            save_gray(x, out_dir / f"{f.stem}_noisy.png")
-            row["psnr_noisy"] = measure(x, clean)[0]
-            row["psnr"] = measure(y, clean)[0]
-        extra = f"  PSNR {row['psnr_noisy']:.2f} -> {row['psnr']:.2f} dB" if "psnr" in row else ""
-        logger.info(f"{row['input']} -> {row['output']} ({row['ms']:.0f} ms){extra}")
-        done.append(row)
-    return done
+    return restore_files(model, inputs, out_dir, read=read_gray,
+                         degrade=degrade if sigma is not None else None, run=run_denoiser, save=save_gray,
+                         measure=measure, degraded_suffix="_noisy", psnr_key="psnr_noisy", desc="denoise",
+                         logger=logger, device=device)
 
 
 # ---------------------------------------------------------------------------------------------
