@@ -36,9 +36,9 @@ def test_shipped_default_follows_held_out_label_maps(shipped, data_root):
     med = statistics.median
     # the colours change where the labels change inside a tile (a collapsed HR stream: ~0) ...
     assert med(fake_c) >= 0.4 * med(real_c), (fake_c, real_c)
-    # ... and the tile borders show far less than flat squares (~100x the real photos' ratio);
-    # the shipped model's seams are still 1.6x the photos' (docs/translation.md)
-    assert med(fake_s) <= 2.0 * med(real_s), (fake_s, real_s)
+    # ... and the tile borders show no more than in the photos (flat squares: ~100x the photos'
+    # ratio; the previous, one-MLP-per-tile model: 1.6x; bilinear parameters: ~1x, docs/translation.md)
+    assert med(fake_s) <= 1.3 * med(real_s), (fake_s, real_s)
 
 
 def test_shipped_default_at_full_resolution_follows_the_full_resolution_labels(shipped, tmp_path):
@@ -55,6 +55,7 @@ def test_shipped_default_at_full_resolution_follows_the_full_resolution_labels(s
     assert y.shape == (1, 3, 1024, 2048)
     labels = x[:, :meta["num_classes"]].argmax(1)
     # 64-px tiles at full resolution (S at the training scale x 4): real Cityscapes photos score 13-32
-    # gray levels and a seam ratio of ~1; the first shipped model (flat squares) 0.06 and 164
+    # gray levels and a seam ratio of ~1; the first shipped model (flat squares) 0.06 and 164, the
+    # one-MLP-per-tile model 13.0 and 4.4 (a visible 64-px grid), this one ~12 and ~1.2
     assert within_tile_contrast(y, labels, 64) > 8
-    assert tile_seam_ratio(y, 64) < 6
+    assert tile_seam_ratio(y, 64) < 1.6
