@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .console import progress as _progress
-from .data.io import PathLike
+from .data.io import PathLike, check_output_paths
 
 if TYPE_CHECKING:  # torch is only needed by the callers' functions
     import torch
@@ -46,6 +46,10 @@ def restore_files(model: "nn.Module", inputs: Sequence[PathLike], out_dir: PathL
 
     Returns:
         one dict per file: ``{"input", "output", "ms"}`` (+ ``psnr_key``, ``"psnr"`` with ``degrade``).
+
+    Raises:
+        DataError: before anything is written, when an output would overwrite an input file or
+            another input's output (:func:`asapnet.data.io.check_output_paths`).
     """
     from .models.inference import model_device, synchronize
 
@@ -53,6 +57,9 @@ def restore_files(model: "nn.Module", inputs: Sequence[PathLike], out_dir: PathL
     device = model_device(model) if device is None else device
     done = []
     files = [Path(f) for f in inputs]
+    # nothing is written before every output is known not to overwrite an input or another output
+    check_output_paths([(f, [out_dir / f"{f.stem}.png"] + ([out_dir / f"{f.stem}{degraded_suffix}.png"]
+                                                          if degrade is not None else [])) for f in files])
     for f in _progress(files, desc=desc, unit="img") if len(files) > 1 else files:
         ref = read(f)
         x = degrade(ref, f) if degrade is not None else ref

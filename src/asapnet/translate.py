@@ -15,7 +15,7 @@ from PIL import Image
 
 from .data.cityscapes import COLOR_IDS, NUM_LABEL_IDS, colors_to_ids
 from .data.datasets import _stem
-from .data.io import DataError, read_image, read_label
+from .data.io import DataError, check_output_paths, read_image, read_label
 from .data.labels import instance_edges
 
 DEFAULT_CHECKPOINT = "cityscapes.safetensors"
@@ -216,22 +216,15 @@ def output_name(label_path: Path) -> str:
     return _stem(label_path) + ".png"
 
 
-def check_output_names(inputs: List[Path], out_dir: Path) -> None:
+def check_output_names(inputs: List[Path], out_dir: Path, protected: Sequence[Path] = ()) -> None:
     """Refuse a batch in which two inputs map to the same output, or an output would overwrite
-    an input (e.g. ``-o`` the input folder).
+    an input or a ``protected`` file such as an instance map (e.g. ``-o`` the input folder):
+    :func:`asapnet.data.io.check_output_paths`.
 
     Raises:
         DataError: naming both files.
     """
-    seen: Dict[str, Path] = {}
-    sources = {p.resolve() for p in inputs if p.exists()}
-    for p in inputs:
-        name = output_name(p)
-        if name in seen and seen[name].resolve() != p.resolve():
-            raise DataError(f"{p}: its output {out_dir / name} would overwrite the translation of {seen[name]}")
-        seen[name] = p
-        if (out_dir / name).resolve() in sources:
-            raise DataError(f"{p}: its output {out_dir / name} would overwrite an input file")
+    check_output_paths([(p, [out_dir / output_name(p)]) for p in inputs], protected)
 
 
 @torch.no_grad()
@@ -270,7 +263,8 @@ def translate_files(model: nn.Module, meta: Dict, inputs: Iterable[Path], out_di
     device = model_device(generator) if device is None else torch.device(device)
     num_classes, use_instance = require_translator(generator, meta, meta.get("path", "checkpoint"))
     inputs = [Path(p) for p in inputs]
-    check_output_names(inputs, Path(out_dir))
+    instances = [m for m in (find_instance_map(p, instance_dir) for p in inputs) if m is not None] if use_instance else []
+    check_output_names(inputs, Path(out_dir), instances)  # never overwrite a label or instance map
     done = []
     for path in progress(inputs, desc="translate", unit="img") if len(inputs) > 1 else inputs:
         try:

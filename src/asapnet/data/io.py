@@ -207,3 +207,33 @@ def list_images(folder: PathLike) -> list:
     if not files:
         raise DataError(f"{d}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
     return files
+
+
+def check_output_paths(plan: Sequence[Tuple[PathLike, Sequence[PathLike]]], protected: Sequence[PathLike] = ()) -> None:
+    """Refuse, before anything is written, a batch whose outputs would overwrite an input or
+    each other: the one check shared by every command that writes files from files.
+
+    Args:
+        plan: (input file, [the output files it will write]) for every input.
+        protected: other files the batch reads (e.g. instance maps) that must not be overwritten.
+
+    Raises:
+        DataError: naming the input and the output it would destroy (an input file, a protected
+            file, or another input's output; e.g. ``-o`` the input folder, or two inputs with the
+            same file name from different folders).
+    """
+    # (a missing input is reported by its reader, as "file not found")
+    sources = {Path(p).resolve() for p in [*(p for p, _ in plan), *protected] if Path(p).exists()}
+    owner: dict = {}
+    for src, outs in plan:
+        src = Path(src)
+        for out in outs:
+            out = Path(out)
+            r = out.resolve()
+            if r in sources:
+                raise DataError(f"{src}: its output {out} would overwrite an input file; choose another -o folder")
+            prev = owner.get(r)
+            if prev is not None and prev.resolve() != src.resolve():
+                raise DataError(f"{src}: its output {out} would overwrite the output of {prev} "
+                                "(two inputs with the same name); write them to different folders")
+            owner[r] = src
