@@ -49,7 +49,7 @@ def test_translate_missing_instance_map_uses_label_edges_and_skip(tiny_checkpoin
     bad.write_bytes(b"not a png")
     rc = main(["translate", str(bad), str(EXAMPLE), "-o", str(tmp_path / "o2"), "--checkpoint", str(tiny_checkpoint),
                "--on-error", "skip"])
-    assert rc == 0 and (tmp_path / "o2" / "frankfurt_000000_000576.png").is_file()
+    assert rc == 1 and (tmp_path / "o2" / "frankfurt_000000_000576.png").is_file()  # 1: something was skipped
     assert "skipped" in capsys.readouterr().err
 
 

@@ -286,7 +286,8 @@ def test_translate_skip_reports_bad_file_and_translates_the_rest(tiny_ckpt, tmp_
     rc = main(["translate", str(ok1), str(bad), str(tmp_path / "in" / "photo.png"), str(ok2), "-o", str(out),
                "--checkpoint", str(tiny_ckpt), "--on-error", "skip"])
     text = capsys.readouterr().err  # log messages: stderr
-    assert rc == 0
+    assert rc == 1  # went on, but two inputs were skipped
+    assert "skipped 2 of 4 input(s)" in text
     assert f"skipped {bad}: cannot read image" in text
     assert "photo.png: is a JPEG image" in text  # the format Pillow reports, not the extension
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]

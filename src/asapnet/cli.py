@@ -212,6 +212,10 @@ def cmd_translate(a: argparse.Namespace) -> int:
     done = translate_files(model, meta, a.inputs, Path(a.out), a.instance_dir, a.on_error, mode=a.mode,
                            device=device)
     logger.info(f"wrote {len(done)} image(s) to {a.out}")
+    skipped = len(a.inputs) - len(done)
+    if skipped:  # --on-error skip: the run went on, but not every input became an image
+        logger.warning(f"skipped {skipped} of {len(a.inputs)} input(s)")
+        return 1
     return 0
 
 

@@ -174,7 +174,8 @@ def add_translate_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--checkpoint", default=None, help="generator .safetensors (default: the shipped model)")
     p.add_argument("--instance-dir", default=None, help="folder of instance maps matched by stem")
-    p.add_argument("--on-error", choices=["stop", "skip"], default="stop")
+    p.add_argument("--on-error", choices=["stop", "skip"], default="stop",
+                   help="a bad input file: stop (exit 2) or skip it and go on (exit 1 when any was skipped)")
     p.add_argument("--mode", choices=["auto", "pixelwise", "native", "bilinear"], default="auto",
                    help="inputs larger than the training size: pixelwise = LR stream at the training scale, "
                         "per-pixel MLPs at full resolution (ASAP-Net default); bilinear = translate downsampled, "
