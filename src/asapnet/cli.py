@@ -150,6 +150,8 @@ def cmd_train_translate(a: argparse.Namespace) -> int:
         extra["init_from"] = init_from
     if a.dataset == "cityscapes-pix2pix":
         extra["label_ids"] = "cityscapes-color"  # ids sharing a colour are merged at translation time
+    if a.dataset == "facades":
+        extra["label_ids"] = "cmp-facades"  # label files hold ids 1..12, the model's classes are 0..11
     if a.dataset in ("cityscapes-pix2pix", "facades"):
         extra["train_size"] = list(size)
     if a.dataset not in ("cityscapes-pix2pix", "facades"):

@@ -182,7 +182,7 @@ class ASAPConfig:
             parameters. ``"bilinear"``: every pixel's MLP parameters are the bilinear blend
             (``align_corners=False``, borders clamped) of the four nearest tiles' parameters, so
             they vary continuously and the output has no tile seams; it costs four MLP products
-            per layer and pixel instead of one. The shipped Cityscapes model uses ``"bilinear"``
+            per layer and pixel instead of one. The shipped translators use ``"bilinear"``
             (docs/translation.md measures both).
     """
 
