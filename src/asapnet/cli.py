@@ -8,11 +8,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 # Nothing heavy at module level: the parsers (asapnet.parsers) import no torch, and each command
 # imports its task module when it runs, so that `asapnet --help` and argument errors come back at
@@ -245,45 +246,17 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                                                         "data": a.data[0] if a.data else None}))
 
 
-def cmd_bench(a: argparse.Namespace) -> int:
-    from .bench import cmd_bench as run
-    return run(a)
-
-
-def cmd_denoise(a: argparse.Namespace) -> int:
-    from .denoise import cmd_denoise as run
-    return run(a)
-
-
-def cmd_deblur(a: argparse.Namespace) -> int:
-    from .deblur import cmd_deblur as run
-    return run(a)
-
-
-def cmd_export(a: argparse.Namespace) -> int:
-    from .export import cmd_export as run
-    return run(a)
-
-
-def cmd_demo(a: argparse.Namespace) -> int:
-    from .demo import cmd_demo as run
-    return run(a)
-
-
-def cmd_study(a: argparse.Namespace) -> int:
-    from .study import cmd_study as run
-    return run(a)
-
-
-def cmd_convert(a: argparse.Namespace) -> int:
-    from .convert import cmd_convert as run
-    return run(a)
+def _lazy_command(module: str) -> "Callable[[argparse.Namespace], int]":
+    """``asapnet <command>`` handled by ``asapnet.<module>.cmd_<module>``, imported when it runs."""
+    def run(a: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(f".{module}", __package__), f"cmd_{module}")(a)
+    run.__name__ = f"cmd_{module}"
+    return run
 
 
 #: command -> function(parsed arguments) -> exit status; each imports its task module when called
-COMMANDS = {"train": cmd_train, "translate": cmd_translate, "bench": cmd_bench, "evaluate": cmd_evaluate,
-            "denoise": cmd_denoise, "deblur": cmd_deblur, "export": cmd_export, "demo": cmd_demo, "study": cmd_study,
-            "convert": cmd_convert}
+COMMANDS = {"train": cmd_train, "translate": cmd_translate, "evaluate": cmd_evaluate,
+            **{name: _lazy_command(name) for name in ("bench", "denoise", "deblur", "export", "demo", "study", "convert")}}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -263,13 +263,13 @@ def translate_files(model: nn.Module, meta: Dict, inputs: Iterable[Path], out_di
     device = model_device(generator) if device is None else torch.device(device)
     num_classes, use_instance = require_translator(generator, meta, meta.get("path", "checkpoint"))
     inputs = [Path(p) for p in inputs]
-    instances = [m for m in (find_instance_map(p, instance_dir) for p in inputs) if m is not None] if use_instance else []
-    check_output_names(inputs, Path(out_dir), instances)  # never overwrite a label or instance map
+    instances = {p: find_instance_map(p, instance_dir) if use_instance else None for p in inputs}
+    # never overwrite a label or instance map
+    check_output_names(inputs, Path(out_dir), [m for m in instances.values() if m is not None])
     done = []
     for path in progress(inputs, desc="translate", unit="img") if len(inputs) > 1 else inputs:
         try:
-            x = label_to_input(path, num_classes, use_instance,
-                               find_instance_map(path, instance_dir) if use_instance else None,
+            x = label_to_input(path, num_classes, use_instance, instances[path],
                                merge=meta.get("label_ids"), log=log)
         except DataError as e:
             if on_error == "skip":

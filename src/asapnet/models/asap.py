@@ -259,8 +259,8 @@ class HRStream(nn.Module):
         T = self.S * scale
         if params.shape[-2:] != (H // T, W // T) or H % T or W % T:
             raise ValueError(f"parameter grid {tuple(params.shape[-2:])} does not match input {H}x{W} with tiles of {T}")
-        if self.upsampling == "bilinear":
-            return self.forward_bilinear(x, F.pad(params, (1, 1, 1, 1), mode="replicate"), scale)
+        if self.upsampling == "bilinear":  # (its own row-by-row inference path)
+            return self.forward_reference(x, params, scale)
         if not self.fast or (torch.is_grad_enabled() and (x.requires_grad or params.requires_grad)):
             return self.forward_reference(x, params, scale)
         return self.forward_fast(x, params, scale)
