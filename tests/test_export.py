@@ -143,8 +143,9 @@ def test_exportable_graph_uses_the_models_s1_filter(s1_filter):
         assert (g(x) - ExportableASAP(g)(x)).abs().max() < 1e-5
 
 
-def test_export_of_bilinear_parameter_upsampling_matches_pytorch(tmp_path):
+@pytest.mark.parametrize("mode", ["bilinear", "blend"])
+def test_export_of_blended_tiles_matches_pytorch(tmp_path, mode):
     torch.manual_seed(4)
-    m = create_model("asap", cfg=asap_preset("tiny", in_channels=36, param_upsampling="bilinear")).eval()
+    m = create_model("asap", cfg=asap_preset("tiny", in_channels=36, param_upsampling=mode)).eval()
     path = export_onnx(m, tmp_path / "m.onnx")
     assert max(verify_onnx(m, path, [(13, 27), (40, 24)]).values()) < TOL

@@ -1,4 +1,7 @@
-"""Bilinear upsampling of the LR stream's MLP parameters (ASAPConfig.param_upsampling)."""
+"""How the LR stream's MLP parameters reach every pixel (ASAPConfig.param_upsampling): bilinear
+parameter upsampling and bilinear blending of the tile MLPs' outputs."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -55,22 +58,62 @@ def test_bilinear_and_nearest_agree_for_a_uniform_parameter_grid_and_differ_othe
     assert (near(x, varying) - bil(x, varying)).abs().max() > 1e-2
 
 
-def test_bilinear_removes_tile_seams_that_nearest_has():
-    # constant input: the only spatial variation comes from the parameters and the encoding
+def blend_reference(hr: HRStream, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Output blending written pixel by pixel: sum over the four tiles whose centres surround the
+    pixel (align_corners=False, borders clamped) of weight * that tile's MLP on the pixel."""
+    N, _, H, W = x.shape
+    S = hr.S
+    gh, gw = params.shape[-2:]
+    feats = x.double()
+    if hr.num_frequencies:
+        feats = torch.cat([feats, positional_encoding(H, W, hr.num_frequencies, dtype=torch.float64).expand(N, -1, -1, -1)], 1)
+    out = torch.zeros(N, hr.dims[-1][1], H, W, dtype=torch.float64)
+    for i in range(H):
+        for j in range(W):
+            cy, cx = (i + 0.5) / S - 0.5, (j + 0.5) / S - 0.5
+            y0, x0 = math.floor(cy), math.floor(cx)
+            for ty, wy in ((y0, 1 - (cy - y0)), (y0 + 1, cy - y0)):
+                for tx, wx in ((x0, 1 - (cx - x0)), (x0 + 1, cx - x0)):
+                    p = params[:, :, min(max(ty, 0), gh - 1), min(max(tx, 0), gw - 1)].double()
+                    out[:, :, i, j] += wy * wx * hr.mlp(feats[:, None, :, i, j], p)[:, 0]
+    return out
+
+
+def test_blend_hr_stream_equals_the_weighted_sum_of_the_four_tile_mlps():
+    hr = HRStream(asap_preset("tiny", in_channels=3, s2=4, param_upsampling="blend"))
+    torch.manual_seed(4)
+    x = torch.randn(2, 3, 12, 16)
+    params = torch.randn(2, hr.num_params, 3, 4)
+    ref = blend_reference(hr, x, params)
+    with torch.no_grad():
+        y_inf = hr(x, params)
+    y_train = hr(x, params.requires_grad_())
+    assert (y_inf.double() - ref).abs().max() < 1e-5
+    assert (y_train.double() - ref).abs().max() < 1e-5
+    y_train.square().sum().backward()
+    assert params.grad[0, :, 1, 2].abs().sum() > 0
+    # blending outputs is not blending parameters: the MLPs are nonlinear
+    bil = HRStream(asap_preset("tiny", in_channels=3, s2=4, param_upsampling="bilinear"))
+    with torch.no_grad():
+        assert (bil(x, params) - y_inf).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "blend"])
+def test_blended_modes_remove_tile_seams_that_nearest_has(mode):
     torch.manual_seed(2)
     x = torch.full((1, 2, 64, 64), 0.5)
     seams = {}
-    for mode in ("nearest", "bilinear"):
-        hr = HRStream(asap_preset("tiny", in_channels=2, s2=8, param_upsampling=mode))
+    for m in ("nearest", mode):
+        hr = HRStream(asap_preset("tiny", in_channels=2, s2=8, param_upsampling=m))
         params = torch.randn(1, hr.num_params, 8, 8, generator=torch.Generator().manual_seed(3))
         with torch.no_grad():
-            seams[mode] = tile_seam_ratio(torch.tanh(hr(x, params)), 8)
-    assert seams["nearest"] > 2.0, seams
-    assert seams["bilinear"] < 1.5, seams
+            seams[m] = tile_seam_ratio(torch.tanh(hr(x, params)), 8)
+    assert seams["nearest"] > 2.0 and seams[mode] < 1.5, seams
 
 
-def test_bilinear_region_forward_equals_crop_of_full_forward():
-    m = create_model("asap", preset="tiny", in_channels=3, param_upsampling="bilinear").eval()
+@pytest.mark.parametrize("mode", ["bilinear", "blend"])
+def test_blended_region_forward_equals_crop_of_full_forward(mode):
+    m = create_model("asap", preset="tiny", in_channels=3, param_upsampling=mode).eval()
     x = torch.rand(1, 3, 32, 44) * 2 - 1
     with torch.no_grad():
         full = m(x)

@@ -25,7 +25,7 @@ LR_PADDINGS = ("zeros", "reflect", "replicate")
 #: Filters that downsample the LR stream's input by S1 (:attr:`ASAPConfig.s1_filter`).
 S1_FILTERS = ("antialias", "tent")
 #: How the LR stream's parameter grid is upsampled to full resolution (:attr:`ASAPConfig.param_upsampling`).
-PARAM_UPSAMPLINGS = ("nearest", "bilinear")
+PARAM_UPSAMPLINGS = ("nearest", "bilinear", "blend")
 
 #: Values of the :class:`ASAPConfig` fields added with the reference-faithful architecture, for
 #: checkpoints whose metadata predates them (their first LR conv was not normalised, the HR leaky
@@ -182,8 +182,11 @@ class ASAPConfig:
             parameters. ``"bilinear"``: every pixel's MLP parameters are the bilinear blend
             (``align_corners=False``, borders clamped) of the four nearest tiles' parameters, so
             they vary continuously and the output has no tile seams; it costs four MLP products
-            per layer and pixel instead of one. The shipped translators use ``"bilinear"``
-            (docs/translation.md measures both).
+            per layer and pixel instead of one. ``"blend"``: every pixel is run through the MLPs
+            of the four nearest tiles and their outputs are blended bilinearly (weights as
+            above): continuous like ``"bilinear"``, but each MLP stays one trained network, so
+            a pixel's label changes its colour as sharply as with ``"nearest"``; also four
+            products per layer and pixel. docs/translation.md measures the three.
     """
 
     in_channels: int = CITYSCAPES_NUM_CLASSES + 1

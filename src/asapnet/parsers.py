@@ -140,10 +140,11 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--head-init", choices=["hyper", "default"], default="hyper",
                    help="translate, ASAP: initialise the LR-stream head as a hypernetwork of well-scaled MLPs "
                         "(default) or with PyTorch's default init (the MLPs collapse to one colour per tile)")
-    p.add_argument("--param-upsampling", choices=["nearest", "bilinear"], default=None,
+    p.add_argument("--param-upsampling", choices=["nearest", "bilinear", "blend"], default=None,
                    help="translate, ASAP: how the LR stream's MLP parameters reach every pixel: one MLP per "
-                        "S x S tile (nearest, the paper) or blended bilinearly between tile centres (no tile "
-                        "seams, 4x the HR stream's products); default: the preset's")
+                        "S x S tile (nearest, the paper), parameters blended bilinearly between tile centres "
+                        "(bilinear), or the four nearest tiles' MLP outputs blended (blend); the last two "
+                        "have no tile seams and cost 4x the HR stream's products; default: the preset's")
     p.add_argument("--head-modulation", type=non_negative_float, default=0.3,
                    help="translate, ASAP, --head-init hyper: std of the per-tile part of the initial MLP weights "
                         "(0 = every tile starts with the same MLP)")

@@ -5,8 +5,9 @@ predicts, for every cell of a coarse grid, the weights and biases of a small MLP
 full-resolution *HR stream* evaluates, for every pixel, the MLP of the S x S tile it lies in on
 the pixel's input value concatenated with a sinusoidal positional encoding. The paper upsamples the
 parameter grid to full resolution and uses nearest-neighbour upsampling (one MLP per tile);
-``ASAPConfig.param_upsampling="bilinear"`` blends the four surrounding tiles' parameters instead
-(:meth:`HRStream.forward_bilinear`), which removes the seams between tiles.
+``ASAPConfig.param_upsampling="bilinear"`` blends the four surrounding tiles' parameters instead,
+``"blend"`` the four tiles' MLP outputs (:meth:`HRStream.forward_bilinear`); both remove the seams
+between tiles.
 
 Reading order: ``positional_encoding`` (§3.3) -> ``LRStream`` (§3.2) -> ``HRStream`` (§3.1)
 -> ``ASAPGenerator``.
@@ -196,7 +197,8 @@ class HRStream(nn.Module):
     W_l is scaled by 1/sqrt(c_in) so that the predicted weights start at a sane magnitude.
 
     With ``cfg.param_upsampling == "bilinear"`` every pixel's parameters are instead blended
-    from the four tiles around it (:meth:`forward_bilinear`).
+    from the four tiles around it, with ``"blend"`` the outputs of the four tiles' MLPs
+    (:meth:`forward_bilinear`).
 
     This module has no parameters of its own: it is a function of (x, params).
     """
@@ -213,7 +215,7 @@ class HRStream(nn.Module):
         self.fast_pixels = 4096  # pixels per batched product in forward_fast (cache-sized buffers)
         self.fast = True  # False: always the reference path (e.g. for tracing / ONNX export)
         self.workers: Optional[int] = None  # CPU tile-worker threads in forward_fast (None: torch's count)
-        self.upsampling = cfg.param_upsampling  # "nearest" (paper) | "bilinear"
+        self.upsampling = cfg.param_upsampling  # "nearest" (paper) | "bilinear" | "blend"
 
     def param_slices(self) -> List[Tuple[int, int, slice, slice]]:
         """Layout of one tile's P parameters: per layer (c_in, c_out, slice of W_l, slice of b_l),
@@ -259,7 +261,7 @@ class HRStream(nn.Module):
         T = self.S * scale
         if params.shape[-2:] != (H // T, W // T) or H % T or W % T:
             raise ValueError(f"parameter grid {tuple(params.shape[-2:])} does not match input {H}x{W} with tiles of {T}")
-        if self.upsampling == "bilinear":  # (its own row-by-row inference path)
+        if self.upsampling != "nearest":  # (its own row-by-row inference path)
             return self.forward_reference(x, params, scale)
         if not self.fast or (torch.is_grad_enabled() and (x.requires_grad or params.requires_grad)):
             return self.forward_reference(x, params, scale)
@@ -267,7 +269,7 @@ class HRStream(nn.Module):
 
     def forward_reference(self, x: torch.Tensor, params: torch.Tensor, scale: int = 1) -> torch.Tensor:
         """All tiles at once as batched matrix products (differentiable; used for training)."""
-        if self.upsampling == "bilinear":
+        if self.upsampling != "nearest":
             return self.forward_bilinear(x, F.pad(params, (1, 1, 1, 1), mode="replicate"), scale)
         N, C, H, W = x.shape
         S = self.S * scale
@@ -296,7 +298,9 @@ class HRStream(nn.Module):
         same four tile centres form a "dual tile" of T x T pixels (T = S * scale) offset by T/2,
         with fixed blend weights; the image is processed as (H/T + 1) x (W/T + 1) dual tiles.
         Same values as upsampling the parameters with ``F.interpolate(mode="bilinear")`` and
-        running one MLP per pixel (tests/test_model.py), at 4x the nearest path's products.
+        running one MLP per pixel (tests/test_param_upsampling.py), at 4x the nearest path's
+        products. With ``param_upsampling="blend"`` the same dual tiles run the four corner
+        tiles' whole MLPs and blend their outputs with the same weights: sum_k a_k f_k(h).
 
         Args:
             x: (N, C, H, W) HR-stream input, H and W multiples of T.
@@ -342,7 +346,11 @@ class HRStream(nn.Module):
             p = corners[:, :, :, r0:r1].permute(0, 3, 4, 2, 1).reshape(-1, 4, P)  # (B, 4, P)
             h = tiles
             nb = h.shape[0]
-            for i, (ci, co, ws, bs) in enumerate(self.param_slices()):
+            if self.upsampling == "blend":
+                # sum_k a_k f_k(h): the four corner tiles' whole MLPs on every dual-tile pixel
+                y4 = self.mlp(h[:, None].expand(-1, 4, -1, -1).reshape(nb * 4, T * T, cin), p.reshape(nb * 4, P))
+                h = torch.einsum("bkpc,pk->bpc", y4.view(nb, 4, T * T, -1), alpha)
+            for i, (ci, co, ws, bs) in enumerate([] if self.upsampling == "blend" else self.param_slices()):
                 # sum_k a_k (h W_k + b_k) = [a_1 h, .., a_4 h, a_1, .., a_4] @ [W_1; ..; W_4; b_1; ..; b_4]:
                 # one (T*T, 4 ci + 4) @ (4 ci + 4, co) product per dual tile
                 w = torch.cat([p[:, :, ws].reshape(nb, 4 * ci, co) * (1.0 / math.sqrt(ci)), p[:, :, bs]], 1)
@@ -649,7 +657,7 @@ class ASAPGenerator(nn.Module):
         if any(v % S for v in region) or top + h > xp.shape[-2] or left + w > xp.shape[-1] or h <= 0 or w <= 0:
             raise ValueError(f"region {region} must be multiples of S={S} inside the padded input {tuple(xp.shape[-2:])}")
         xc = xp[..., top:top + h, left:left + w]
-        if self.cfg.param_upsampling == "bilinear":  # the region's grid with its neighbouring cells
+        if self.cfg.param_upsampling != "nearest":  # the region's grid with its neighbouring cells
             pp = F.pad(params, (1, 1, 1, 1), mode="replicate")
             pc = pp[..., top // S:(top + h) // S + 2, left // S:(left + w) // S + 2]
             return self._finish(self.hr.forward_bilinear(self.hr_input(xp, region), pc), xc)
