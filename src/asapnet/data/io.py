@@ -8,11 +8,17 @@ variable ``ASAPNET_MAX_PIXELS`` (a number of pixels, e.g. ``ASAPNET_MAX_PIXELS=2
 Python, by setting ``asapnet.data.io.MAX_PIXELS``. This limit replaces Pillow's decompression-bomb
 warning (``PIL.Image.MAX_IMAGE_PIXELS``, 89 M pixels); Pillow's decompression-bomb error (more than
 twice that) becomes the same :class:`DataError`.
+
+Output images are written with :func:`write_image`: to a temporary file in the destination folder,
+then renamed over the destination, so a full disk or a crash leaves the previous file (or none),
+never a truncated one.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
@@ -237,3 +243,91 @@ def check_output_paths(plan: Sequence[Tuple[PathLike, Sequence[PathLike]]], prot
                 raise DataError(f"{src}: its output {out} would overwrite the output of {prev} "
                                 "(two inputs with the same name); write them to different folders")
             owner[r] = src
+
+
+#: Pillow format written for each output suffix :func:`write_image` accepts.
+WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+def _new_file_mode() -> int:
+    """Permissions of a file created now with ``open()``: 0o666 less the process umask (read from
+    /proc where possible: ``os.umask`` cannot be read without being set, which is not thread-safe)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o644
+
+
+def write_image(path: PathLike, array: np.ndarray) -> Path:
+    """Write an 8-bit image atomically: PNG or JPEG, chosen by the suffix of ``path``.
+
+    The image is written to a temporary file ``.<name>.<random>.tmp`` in the destination folder
+    (created if missing), flushed to disk and renamed over ``path`` (``os.replace``): after an error
+    or a crash ``path`` is either its previous content (or absent) or the complete new image, never
+    a truncated file, and the temporary file is removed on any error. A new file gets the usual
+    permissions (0o666 less the umask); a replaced file keeps its permissions.
+
+    Args:
+        path: destination file; suffix ``.png``, ``.jpg`` or ``.jpeg`` (any case). JPEG is written
+            at Pillow's default quality (75): lossy, never use it for label maps.
+        array: ``numpy.uint8`` array, 0-255: (H, W) gray, (H, W, 1) gray or (H, W, 3) RGB; H, W >= 1.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        TypeError: ``array`` is not a numpy uint8 array (convert and clip first:
+            ``np.clip(x, 0, 255).round().astype(np.uint8)``).
+        ValueError: ``array`` has another shape.
+        DataError: ``path`` has another suffix, or it cannot be written: one line naming ``path``
+            and the OS problem (e.g. ``out/a.png: cannot write image: No space left on device``,
+            ``Permission denied``, ``Is a directory``, or ``its folder F cannot be created: it, or a
+            folder above it, is a regular file``). The previous file at ``path``, if any, is unchanged.
+    """
+    p = Path(path)
+    if not isinstance(array, np.ndarray) or array.dtype != np.uint8:
+        what = (f"{type(array).__name__} of dtype {array.dtype}" if isinstance(array, np.ndarray)
+                else type(array).__name__)
+        raise TypeError(f"{p}: write_image expects a numpy uint8 array (0-255), got a {what}")
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] == 3)) or 0 in array.shape:
+        raise ValueError(f"{p}: write_image expects an (H, W), (H, W, 1) or (H, W, 3) array, "
+                         f"got shape {tuple(array.shape)}")
+    fmt = WRITE_FORMATS.get(p.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{p}: cannot write image: unsupported suffix {p.suffix!r} (use .png, .jpg or .jpeg)")
+    img = Image.fromarray(np.ascontiguousarray(array))
+    tmp: Optional[str] = None
+    try:
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):  # the folder, or one above it, is a regular file
+            raise NotADirectoryError(errno.ENOTDIR, f"its folder {p.parent} cannot be created: it, or a folder "
+                                                    "above it, is a regular file") from None
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, format=fmt)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            mode = p.stat().st_mode & 0o777 if p.is_file() else _new_file_mode()
+        except OSError:
+            mode = _new_file_mode()
+        os.chmod(tmp, mode)
+        os.replace(tmp, p)
+        tmp = None
+    except OSError as e:
+        reason = e.strerror or " ".join(str(e).split()) or type(e).__name__
+        raise DataError(f"{p}: cannot write image: {reason}") from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass  # already gone (e.g. its folder was removed)
+    return p
