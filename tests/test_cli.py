@@ -8,7 +8,7 @@ from PIL import Image
 
 from asapnet.cli import main
 from asapnet.losses import PretrainedWeightsUnavailable, VGGPerceptualLoss
-from asapnet.translate import default_checkpoint
+from asapnet.tasks.translate.run import default_checkpoint
 
 from conftest import EXAMPLES
 

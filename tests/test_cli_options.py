@@ -24,15 +24,17 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from asapnet import cli, parsers
-from asapnet.argtypes import check_precision
+from asapnet import cli
+from asapnet.cli import parsers
+from asapnet.options import check_precision
+from asapnet.tasks.translate.run import cmd_translate
 from asapnet.checkpoint import load_generator, save_generator
 from asapnet.cli import build_parser, main
 from asapnet.config import DiscriminatorConfig, TrainConfig, asap_preset
 from asapnet.console import cli_logging, progress
 from asapnet.models import create_model
-from asapnet.models.inference import CastInference
-from asapnet.train import Trainer
+from asapnet.inference.optimize import CastInference
+from asapnet.training.trainer import Trainer
 
 META_COPY = "Cannot copy out of meta tensor"
 
@@ -132,7 +134,7 @@ def test_translate_runs_model_inputs_and_outputs_through_the_device(files, tmp_p
                                    "--checkpoint", str(files / "asap.safetensors")])
     a.device = "meta"  # argparse only takes real devices; the command itself takes any
     with pytest.raises(NotImplementedError, match=META_COPY):  # the forward ran on meta, the copy back failed
-        cli.cmd_translate(a)
+        cmd_translate(a)
     assert not (tmp_path / "o").exists()
 
 
@@ -151,7 +153,7 @@ class Spy(nn.Module):
 
 
 def test_translate_files_moves_inputs_and_casts_them_for_a_low_precision_model(files, tmp_path):
-    from asapnet.translate import translate_files
+    from asapnet.tasks.translate.run import translate_files
 
     spy = Spy().to("meta")
     with pytest.raises(NotImplementedError, match=META_COPY):
@@ -165,8 +167,8 @@ def test_translate_files_moves_inputs_and_casts_them_for_a_low_precision_model(f
 
 
 def test_denoise_deblur_and_their_evaluations_use_the_device(files, tmp_path):
-    from asapnet.deblur import cmd_deblur, cmd_evaluate_deblur
-    from asapnet.denoise import cmd_denoise, cmd_evaluate_denoise
+    from asapnet.tasks.deblur.task import cmd_deblur, cmd_evaluate_deblur
+    from asapnet.tasks.denoise.task import cmd_denoise, cmd_evaluate_denoise
 
     with pytest.raises(NotImplementedError, match=META_COPY):
         cmd_denoise(argparse.Namespace(inputs=[str(files / "gray" / "g.png")], out=str(tmp_path / "d"),
@@ -197,8 +199,8 @@ def test_denoise_on_the_cpu_device_writes_its_output(files, tmp_path, capsys):
 
 def test_translation_evaluation_and_demo_use_the_device(files, tmp_path):
     from asapnet.data.datasets import Pair
-    from asapnet.demo import DemoApp, DemoConfig
-    from asapnet.evaluate import evaluate_translation, generate
+    from asapnet.apps.demo import DemoApp, DemoConfig
+    from asapnet.tasks.translate.evaluate import evaluate_translation, generate
 
     lab = files / "x_gtFine_labelIds.png"
     Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "x.png")
@@ -243,7 +245,7 @@ def test_denoise_and_deblur_training_get_device_and_precision(task, tmp_path, mo
     """The command builds its TrainConfig from --device / --precision (training itself mocked)."""
     import importlib
 
-    mod = importlib.import_module(f"asapnet.{task}")
+    mod = importlib.import_module(f"asapnet.tasks.{task}.task")
     seen = {}
 
     def fake_train(model, name, mcfg, data, cfg, *rest, **kw):
@@ -318,7 +320,7 @@ def test_translate_bf16_is_close_to_fp32(files, tmp_path, capsys):
     """``--precision bf16`` runs the whole generator in bfloat16 (optimize_for_inference): the
     PNGs stay within about a gray level of fp32 on average (measured: ~0.3-0.4 mean, a few levels
     at most), also in ASAP-Net's pixelwise mode (a label map 2x the training size)."""
-    import asapnet.translate as tr
+    import asapnet.tasks.translate.run as tr
 
     labels = [str(files / "x_gtFine_labelIds.png"), str(files / "big_gtFine_labelIds.png")]
     for ckpt, name in (("asap.safetensors", "native"), ("asap_32x48.safetensors", "pixelwise")):
@@ -370,7 +372,7 @@ def test_bf16_training_runs_the_forward_passes_under_autocast(tmp_path):
 
 
 def test_bf16_training_of_the_deblurring_gans(tmp_path):
-    from asapnet.deblur import MSGTrainer, WGANGPConfig, WGANGPTrainer, build_deblur_model
+    from asapnet.tasks.deblur.task import MSGTrainer, WGANGPConfig, WGANGPTrainer, build_deblur_model
 
     cfg = dict(steps=1, batch_size=1, crop=None, lr_g=1e-3, lr_d=1e-3, lambda_vgg=0.0, lambda_l1=1.0,
                precision="bf16")
@@ -430,8 +432,8 @@ def test_log_records_reach_caplog(files, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="asapnet")
     assert main(["translate", str(files / "x_gtFine_labelIds.png"), "-o", str(tmp_path), "--checkpoint",
                  str(files / "asap.safetensors")]) == 0
-    assert any(r.name == "asapnet.cli" and r.getMessage().startswith("wrote 1 image(s)") for r in caplog.records)
-    assert any(r.name == "asapnet.translate" and "x_gtFine_labelIds.png ->" in r.getMessage()
+    assert any(r.name == "asapnet.tasks.translate.run" and r.getMessage().startswith("wrote 1 image(s)") for r in caplog.records)
+    assert any(r.name == "asapnet.tasks.translate.run" and "x_gtFine_labelIds.png ->" in r.getMessage()
                for r in caplog.records)
 
 
@@ -500,13 +502,16 @@ def test_package_attributes_still_resolve():
 
 
 def test_parser_constants_are_the_modules_constants():
-    from asapnet import bench, convert, evaluate, export, segment
+    from asapnet import options
+    from asapnet.bench import benchmark as bench
+    from asapnet.convert import reference as convert
+    from asapnet.inference import onnx as export
+    from asapnet.tasks.segment import task as segment
+    from asapnet.tasks.translate import evaluate
 
     assert parsers.CONVERT_DATASETS == convert.DATASETS and parsers.CONVERT_SOURCES == convert.SOURCES
     assert evaluate.DATASETS == parsers.EVALUATE_DATASETS and evaluate.ALL_METRICS == parsers.ALL_METRICS
     assert bench.VARIANTS == parsers.BENCH_VARIANTS and segment.ARCHITECTURES == parsers.SEGMENT_ARCHITECTURES
     assert export.DEFAULT_OPSET == parsers.ONNX_DEFAULT_OPSET
-    # the modules still export their parser builders
-    from asapnet.deblur import add_deblur_parser
-    from asapnet.denoise import add_denoise_parser
-    assert add_denoise_parser is parsers.add_denoise_parser and add_deblur_parser is parsers.add_deblur_parser
+    # one definition: the parsers name the library's constants
+    assert parsers.CONVERT_SOURCES is options.CONVERT_SOURCES and parsers.BENCH_VARIANTS is options.BENCH_VARIANTS

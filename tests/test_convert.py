@@ -16,7 +16,7 @@ from PIL import Image
 
 from asapnet.checkpoint import load_generator
 from asapnet.cli import main
-from asapnet.convert import (ReferenceOptions, convert_checkpoint, convert_state_dict, load_reference_state_dict,
+from asapnet.convert.reference import (ReferenceOptions, convert_checkpoint, convert_state_dict, load_reference_state_dict,
                              reference_options)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cityscapes"

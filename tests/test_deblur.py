@@ -21,11 +21,17 @@ from asapnet.data.blur import (BlurConfig, BlurTestDataset, PairedBlurDataset, S
                                random_kernel, trajectory_kernel)
 from asapnet.data.datasets import LabelPhotoDataset
 from asapnet.data.io import DataError
-from asapnet.deblur import (MSGTrainer, VGGContentLoss, WGANGPConfig, WGANGPTrainer, build_deblur_model,
-                            deblur_files, evaluate_deblur, gradient_penalty, main, time_models)
+from asapnet.tasks.deblur.task import (MSGTrainer, VGGContentLoss, WGANGPConfig, WGANGPTrainer, build_deblur_model,
+                            deblur_files, evaluate_deblur, gradient_penalty, time_models)
 from asapnet.models import create_model, list_models
 from asapnet.models.msg_unet import MSGUNet
-from asapnet.train import train
+from asapnet.training.trainer import train
+from asapnet.cli import task_alias_main
+
+
+def main(argv):
+    return task_alias_main("deblur", argv)
+
 
 torch.set_num_threads(1)
 
@@ -172,7 +178,7 @@ def test_models_are_registered_and_keep_the_size():
 
 
 def test_bench_builds_the_new_models_for_label_input():
-    from asapnet.bench import benchmark
+    from asapnet.bench.benchmark import benchmark
     rows = benchmark(["deblurgan", "msg_unet", "sadnet"], [(32, 64)], repeats=1,
                      model_kwargs={"deblurgan": dict(ngf=4, n_blocks=1), "msg_unet": dict(ngf=4, n_down=3),
                                    "sadnet": dict(n_channel=8, offset_channel=8)})
@@ -320,8 +326,7 @@ def test_deblur_files_report_psnr(tmp_path, kodak):
 
 def test_evaluate_args_compose_with_the_denoise_parser():
     import argparse
-    from asapnet.deblur import add_evaluate_deblur_args
-    from asapnet.denoise import add_evaluate_denoise_args
+    from asapnet.cli.parsers import add_evaluate_deblur_args, add_evaluate_denoise_args
     p = argparse.ArgumentParser()
     add_evaluate_denoise_args(p)
     add_evaluate_deblur_args(p, shared=False)  # no duplicate options

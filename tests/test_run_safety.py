@@ -13,7 +13,7 @@ import pytest
 
 from asapnet.checkpoint import load_generator, load_tensors
 from asapnet.cli import main
-from asapnet.train import (GENERATOR_FILE, STATE_FILE, Trainer, TrainingInterrupted, drop_metrics_after,
+from asapnet.training.trainer import (GENERATOR_FILE, STATE_FILE, Trainer, TrainingInterrupted, drop_metrics_after,
                            prepare_run_dir, train)
 
 FIRST_CHECKPOINT = 2  # --checkpoint-every of the runs below

@@ -13,10 +13,10 @@ from asapnet.config import DiscriminatorConfig, TrainConfig
 from asapnet.data import list_images
 from asapnet.data.blur import load_rgb
 from asapnet.data.denoise import DenoisePatchDataset, add_noise
-from asapnet.denoise import DenoiseTrainer, evaluate_denoiser
+from asapnet.tasks.denoise.task import DenoiseTrainer, evaluate_denoiser
 from asapnet.models import create_model
 from asapnet.models.sadnet import ModulatedDeformConv, SADNet
-from asapnet.train import Trainer, train
+from asapnet.training.trainer import Trainer, train
 
 torch.set_num_threads(1)
 TINY = dict(n_channel=8, offset_channel=8)

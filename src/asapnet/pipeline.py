@@ -67,7 +67,7 @@ def load_model(name_or_path: Union[str, Path], device: Union[str, torch.device] 
         FileNotFoundError, ValueError: unknown name, missing file, or not an asapnet checkpoint.
     """
     from .checkpoint import load_generator
-    from .models.inference import prepare_for_inference
+    from .inference.optimize import prepare_for_inference
 
     model, meta = load_generator(resolve(name_or_path))
     return prepare_for_inference(model).to(device), meta
@@ -125,7 +125,7 @@ class Translator:
         map): class ids or Cityscapes colours as in the model's training files (CMP Facades:
         ids 1..12), read by :func:`asapnet.translate.label_ids_from_array`."""
         from .data.io import read_label
-        from .translate import encode_labels, label_ids_from_array, read_label_ids
+        from .tasks.translate.run import encode_labels, label_ids_from_array, read_label_ids
 
         merge = self.meta.get("label_ids")
         lab = self._array(label)
@@ -141,7 +141,7 @@ class Translator:
 
     @torch.inference_mode()
     def __call__(self, label: LabelInput, instance: Optional[LabelInput] = None, output: str = "pil"):
-        from .translate import model_train_size, run_generator
+        from .tasks.translate.run import model_train_size, run_generator
 
         if output not in ("pil", "tensor"):
             raise ValueError(f"output must be 'pil' or 'tensor', got {output!r}")

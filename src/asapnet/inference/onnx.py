@@ -38,10 +38,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
-from .models.asap import ASAPGenerator, tent_downsample
-from .models.inference import prepare_for_inference
+from ..models.asap import ASAPGenerator, tent_downsample
+from .optimize import prepare_for_inference
 # the CLI's argument builder lives in asapnet.parsers (no torch); re-exported here
-from .parsers import ONNX_DEFAULT_OPSET, ONNX_DEFAULT_OPSET_DYNAMO, add_export_parser  # noqa: F401
+from ..options import ONNX_DEFAULT_OPSET, ONNX_DEFAULT_OPSET_DYNAMO
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def _load(checkpoint_or_model: Union[PathLike, nn.Module]) -> Tuple[ASAPGenerato
     if isinstance(checkpoint_or_model, nn.Module):
         model, meta = checkpoint_or_model, {}
     else:
-        from .checkpoint import load_generator
+        from ..checkpoint import load_generator
         model, meta = load_generator(checkpoint_or_model)
     if not isinstance(model, ASAPGenerator):
         raise ValueError(f"ONNX export supports ASAP-Net generators only, got {type(model).__name__}")
@@ -157,7 +157,7 @@ def example_input(in_channels: int, height: int, width: int, num_classes: Option
     g = torch.Generator().manual_seed(seed)
     if not num_classes:
         return torch.rand(1, in_channels, height, width, generator=g) * 2 - 1
-    from .data.labels import instance_edges, one_hot
+    from ..data.labels import instance_edges, one_hot
     ids = torch.randint(0, num_classes, (1, -(-height // 8), -(-width // 8)), generator=g)
     ids = ids.repeat_interleave(8, 1).repeat_interleave(8, 2)[:, :height, :width]
     edges = None
@@ -325,7 +325,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     """Run ``asapnet export``; prints the max abs difference per verified size. Returns 0."""
     if a.threads:
         torch.set_num_threads(a.threads)
-    from .translate import default_checkpoint
+    from ..tasks.translate.run import default_checkpoint
     ckpt = Path(a.checkpoint) if a.checkpoint else default_checkpoint()
     export_onnx(ckpt, a.out, opset=a.opset, dynamo=a.dynamo)
     import onnx

@@ -29,12 +29,12 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from .checkpoint import (load_optimizer, load_tensors, optimizer_tensors, prefixed, save_generator, save_tensors,
+from ..checkpoint import (load_optimizer, load_tensors, optimizer_tensors, prefixed, save_generator, save_tensors,
                          unprefixed, write_text_atomic)
-from .config import DiscriminatorConfig, TrainConfig
-from .losses import VGGPerceptualLoss, feature_matching_loss, hinge_d_loss, hinge_g_loss
-from .models.asap import ASAPGenerator
-from .models.discriminator import MultiscaleDiscriminator
+from ..config import DiscriminatorConfig, TrainConfig
+from ..losses.perceptual import VGGPerceptualLoss, feature_matching_loss, hinge_d_loss, hinge_g_loss
+from ..models.asap import ASAPGenerator
+from ..models.discriminator import MultiscaleDiscriminator
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def drop_metrics_after(path: str | Path, step: int) -> None:
 def label_colors(n: int) -> torch.Tensor:
     """A fixed colour per class id (n, 3) in [-1, 1] for visualising label maps: the Cityscapes
     palette for its 35 label ids, the CMP palette for the 12 Facades classes, else random."""
-    from .data import cityscapes, facades
+    from ..data import cityscapes, facades
     for pal in (cityscapes.PALETTE, facades.PALETTE):
         if len(pal) == n:
             return torch.from_numpy(pal).float() / 127.5 - 1
@@ -273,7 +273,7 @@ class Trainer:
                  disc_cfg: DiscriminatorConfig, cfg: TrainConfig, out_dir: str | Path,
                  vgg: Optional[nn.Module] = None, num_classes: Optional[int] = None,
                  extra_meta: Optional[Dict[str, Any]] = None):
-        from .argtypes import check_precision
+        from ..options import check_precision
 
         self.cfg, self.out = cfg, Path(out_dir)
         self.device = torch.device(cfg.device)
@@ -485,7 +485,7 @@ class Trainer:
         shows as a contrast near 0 and a seam ratio far above the real photo's."""
         if self.num_classes is None or not hasattr(self, "_last"):
             return {}
-        from .metrics.tiles import tile_health
+        from ..metrics.tiles import tile_health
         cond, fake, real = self._last
         labels = cond[:, :self.num_classes].argmax(1).cpu()
         return {f"health/{k}": v for k, v in tile_health(fake.cpu(), labels, self.tile, real.cpu()).items()}
@@ -496,8 +496,8 @@ class Trainer:
         each the mean over the images (which may differ in size); for label inputs also the
         within-tile class contrast (gray levels) and tile seam ratio of the outputs
         (``val/tile_contrast``, ``val/seam_ratio``, means over the images)."""
-        from .metrics import psnr_ssim
-        from .metrics.tiles import tile_health
+        from ..metrics import psnr_ssim
+        from ..metrics.tiles import tile_health
         self.G.eval()
         rows, health = [], []
         for i in range(len(dataset)):
@@ -580,7 +580,7 @@ def train(trainer: Trainer, dataset: Dataset, val_dataset: Optional[Dataset] = N
     batches = _infinite(loader, epoch, done * cfg.batch_size)
     bar = None
     if progress and main:
-        from .console import progress as progress_bar  # stderr; off when stderr is not a terminal or with -q
+        from ..console import progress as progress_bar  # stderr; off when stderr is not a terminal or with -q
         bar = progress_bar(total=cfg.steps, initial=trainer.step, desc="train", unit="step", leave=True)
     t0, start = time.time(), trainer.step
     try:

@@ -34,19 +34,19 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from .config import DiscriminatorConfig, TrainConfig, asap_preset
-from .console import progress as _progress, quiet as _quiet
-from .data.datasets import data_root
-from .data.denoise import (BLIND_SIGMA_RANGE, DNCNN_SCALES, DenoisePatchDataset, NoisyTestDataset,
+from ...config import DiscriminatorConfig, TrainConfig, asap_preset
+from ...console import progress as _progress, quiet as _quiet
+from ...data.datasets import data_root
+from ...data.denoise import (BLIND_SIGMA_RANGE, DNCNN_SCALES, DenoisePatchDataset, NoisyTestDataset,
                            deterministic_noisy, read_gray)
-from .data.io import PathLike, list_images
-from .models import create_model
-from .models.asap import ASAPGenerator, init_asap_hypernetwork
+from ...data.io import PathLike, list_images
+from ...models import create_model
+from ...models.asap import ASAPGenerator, init_asap_hypernetwork
 # the CLI's argument builders live in asapnet.parsers (no torch); re-exported here
-from .parsers import (ASAP_DENOISE_CHECKPOINT as ASAP_CHECKPOINT, DNCNN_CHECKPOINT, SADNET_CHECKPOINT,  # noqa: F401
-                      add_denoise_parser, add_evaluate_denoise_args, add_train_denoise_args, parse_sigmas)
-from .restore import restore_files
-from .train import Trainer, prepare_run_dir, train
+from ...options import (ASAP_DENOISE_CHECKPOINT as ASAP_CHECKPOINT, DNCNN_CHECKPOINT, SADNET_CHECKPOINT,  # noqa: F401
+                        parse_sigmas)
+from ..restore import restore_files
+from ...training.trainer import Trainer, prepare_run_dir, train
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ def _score(model: nn.Module, dataset, device: torch.device | str = "cpu", desc: 
            bar: bool = False) -> Dict[str, float]:
     """Mean PSNR, SSIM and ms per image of ``model`` on a :class:`NoisyTestDataset`: inputs moved
     to ``device`` (where ``model`` is), outputs measured on the CPU; ``bar``: a progress bar."""
-    from .models.inference import synchronize
+    from ...inference.optimize import synchronize
 
     model.eval()
     psnrs, ssims, times = [], [], []
@@ -291,7 +291,7 @@ def evaluate_denoiser(model: nn.Module, folder: PathLike, sigmas: Sequence[float
     Raises:
         DataError: missing/empty folder or unreadable image.
     """
-    from .models.inference import model_device
+    from ...inference.optimize import model_device
 
     name = dataset or Path(folder).name
     files = list_images(folder)
@@ -355,7 +355,7 @@ def _opt(a: argparse.Namespace, name: str) -> Any:
 
 def cmd_train_denoise(a: argparse.Namespace) -> int:
     """``asapnet train --task denoise --model dncnn|asap [--sigma 25 | --blind]``."""
-    from .argtypes import check_precision
+    from ...options import check_precision
 
     check_precision(getattr(a, "precision", "fp32") or "fp32", getattr(a, "device", "cpu") or "cpu", training=True)
     if a.blind and a.sigma is not None:
@@ -368,7 +368,7 @@ def cmd_train_denoise(a: argparse.Namespace) -> int:
     if getattr(a, "init", None):
         if a.resume:
             raise ValueError("give either --init (new run from a checkpoint's weights) or --resume, not both")
-        from .checkpoint import init_from_checkpoint, trained_steps
+        from ...checkpoint import init_from_checkpoint, trained_steps
         init_meta = init_from_checkpoint(model, a.init)
         init_from = {"path": str(a.init), "step": trained_steps(init_meta)}
         step = init_from["step"]
@@ -397,7 +397,7 @@ def cmd_train_denoise(a: argparse.Namespace) -> int:
 
 def cmd_evaluate_denoise(a: argparse.Namespace) -> int:
     """``asapnet evaluate --task denoise --checkpoint PATH --data DIR... --sigma 15,25,50 [--json]``."""
-    from .checkpoint import load_generator
+    from ...checkpoint import load_generator
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -418,7 +418,7 @@ def cmd_evaluate_denoise(a: argparse.Namespace) -> int:
 
 def cmd_denoise(a: argparse.Namespace) -> int:
     """``asapnet denoise INPUT... -o OUTDIR [--sigma S] [--checkpoint PATH]``."""
-    from .checkpoint import load_generator
+    from ...checkpoint import load_generator
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -432,15 +432,3 @@ def cmd_denoise(a: argparse.Namespace) -> int:
                 + (f", {device})" if device != "cpu" else ")"))
     denoise_files(model, a.inputs, a.out, a.sigma, a.seed, device=device)  # logs a line per file
     return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m asapnet.denoise {train,evaluate,denoise} ...``: an alias of ``asapnet train/evaluate
-    --task denoise`` and ``asapnet denoise`` (same options, same exit codes)."""
-    from .cli import task_alias_main
-
-    return task_alias_main("denoise", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -40,20 +40,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from .config import ASAPConfig, DiscriminatorConfig, TrainConfig
-from .console import progress as _progress, quiet as _quiet
-from .data.blur import (BlurConfig, BlurTestDataset, PairedBlurDataset, SyntheticBlurDataset, load_rgb, quantize,
+from ...config import ASAPConfig, DiscriminatorConfig, TrainConfig
+from ...console import progress as _progress, quiet as _quiet
+from ...data.blur import (BlurConfig, BlurTestDataset, PairedBlurDataset, SyntheticBlurDataset, load_rgb, quantize,
                         deterministic_blur, to_uint8_image)
-from .data.datasets import data_root
-from .data.io import DataError, PathLike, list_images
-from .losses import PretrainedWeightsUnavailable, feature_matching_loss, hinge_d_loss, hinge_g_loss
-from .models import create_model
-from .models.deblurgan import PatchCritic
-from .models.msg_unet import MSGDiscriminator, MSGUNet, pyramid
+from ...data.datasets import data_root
+from ...data.io import DataError, PathLike, list_images
+from ...losses.perceptual import PretrainedWeightsUnavailable, feature_matching_loss, hinge_d_loss, hinge_g_loss
+from ...models import create_model
+from ...models.deblurgan import PatchCritic
+from ...models.msg_unet import MSGDiscriminator, MSGUNet, pyramid
 # the CLI's argument builders live in asapnet.parsers (no torch); re-exported here
-from .parsers import add_deblur_parser, add_evaluate_deblur_args, add_train_deblur_args  # noqa: F401
-from .restore import restore_files
-from .train import Trainer, _random_region, prepare_run_dir, train
+from ..restore import restore_files
+from ...training.trainer import Trainer, _random_region, prepare_run_dir, train
 
 logger = logging.getLogger(__name__)
 
@@ -335,7 +334,7 @@ def build_deblur_model(name: str = "deblurgan", **overrides: Any) -> Tuple[nn.Mo
         kw = {**DEBLURGAN_CPU, "in_channels": 3, "out_channels": 3, **overrides}
         return create_model("deblurgan", **kw), kw
     if name == "asap":
-        from .models.asap import init_asap_hypernetwork
+        from ...models.asap import init_asap_hypernetwork
         cfg = ASAPConfig(**{**ASAP_DEBLUR_PRESET, **overrides})
         net = create_model("asap", cfg=cfg)
         init_asap_hypernetwork(net)
@@ -462,7 +461,7 @@ def run_model(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def measure(output: torch.Tensor, sharp: torch.Tensor) -> Tuple[float, float]:
     """PSNR (dB) and SSIM of one restored image (3, H, W) or (1, 3, H, W) in [-1, 1] against the
     sharp one, after rounding the output to 8 bits (0-255 scale, data_range 255)."""
-    from .metrics import psnr_ssim
+    from ...metrics import psnr_ssim
 
     fake = quantize(output.detach().cpu().float().reshape(1, *output.shape[-3:]))
     real = sharp.detach().cpu().float().reshape(1, *sharp.shape[-3:])
@@ -486,7 +485,7 @@ def evaluate_deblur(models: Dict[str, nn.Module], dataset: BlurTestDataset, fid:
     Returns:
         one dict per row: ``{"model", "psnr", "ssim", "ms", "images", "fid"}``.
     """
-    from .models.inference import model_device, synchronize
+    from ...inference.optimize import model_device, synchronize
 
     rows: List[Dict[str, Any]] = []
     items = [dataset[i] for i in range(len(dataset))]
@@ -494,7 +493,7 @@ def evaluate_deblur(models: Dict[str, nn.Module], dataset: BlurTestDataset, fid:
     fid_fn = None
     if fid:
         try:
-            from .metrics.fid import compute_fid
+            from ...metrics.fid import compute_fid
             fid_fn = compute_fid
         except ImportError as e:  # pragma: no cover
             fid_note = f"FID unavailable: {e}"
@@ -575,7 +574,7 @@ def time_models(models: Dict[str, nn.Module], size: Tuple[int, int] = (720, 1280
     (one pass of each model per round, ``repeats`` rounds) so that load changes on a shared
     machine hit all of them alike. Returns ``{name: {"ms": median, "ms_min", "ms_max"}}``.
     """
-    from .models.inference import prepare_for_inference
+    from ...inference.optimize import prepare_for_inference
 
     x = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0)) * 2 - 1
     for m in models.values():
@@ -609,7 +608,7 @@ def _opt(a: argparse.Namespace, name: str) -> Any:
 
 def cmd_train_deblur(a: argparse.Namespace) -> int:
     """``asapnet train --task deblur --model deblurgan|asap|msg_unet [--no-vgg] [--time-budget MIN]``."""
-    from .argtypes import check_precision
+    from ...options import check_precision
 
     check_precision(getattr(a, "precision", "fp32") or "fp32", getattr(a, "device", "cpu") or "cpu", training=True)
     if getattr(a, "threads", None):
@@ -663,7 +662,7 @@ def _as_list(v: Any) -> List[str]:
 
 def cmd_evaluate_deblur(a: argparse.Namespace) -> int:
     """``asapnet evaluate --task deblur --checkpoint [NAME=]PATH... [--data DIR...] [--json]``."""
-    from .checkpoint import load_generator
+    from ...checkpoint import load_generator
 
     if getattr(a, "threads", None):
         torch.set_num_threads(a.threads)
@@ -699,7 +698,7 @@ def cmd_evaluate_deblur(a: argparse.Namespace) -> int:
 
 def cmd_deblur(a: argparse.Namespace) -> int:
     """``asapnet deblur INPUT... -o OUTDIR --checkpoint PATH [--blur-seed S]``."""
-    from .checkpoint import load_generator
+    from ...checkpoint import load_generator
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -710,15 +709,3 @@ def cmd_deblur(a: argparse.Namespace) -> int:
                 + (f", {device})" if device != "cpu" else ")"))
     deblur_files(model, a.inputs, a.out, a.blur_seed, device=device)  # logs a line per file
     return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m asapnet.deblur {train,evaluate,deblur} ...``: an alias of ``asapnet train/evaluate
-    --task deblur`` and ``asapnet deblur`` (same options, same exit codes)."""
-    from .cli import task_alias_main
-
-    return task_alias_main("deblur", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -38,12 +38,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import _atomic_write, load_tensors, save_tensors
-from .data.datasets import Pair, to_float_image
-from .data.io import read_image, read_label
+from ...checkpoint import _atomic_write, load_tensors, save_tensors
+from ...data.datasets import Pair, to_float_image
+from ...data.io import read_image, read_label
 # the CLI's option builder and the architecture names live in asapnet.parsers (no torch)
-from .parsers import SEGMENT_ARCHITECTURES, add_train_segment_args  # noqa: F401
-from .metrics.segmentation import (CITYSCAPES_TRAIN_CLASSES, IGNORE_INDEX, SegScore, confusion_matrix,
+from ...options import SEGMENT_ARCHITECTURES
+from ...metrics.segmentation import (CITYSCAPES_TRAIN_CLASSES, IGNORE_INDEX, SegScore, confusion_matrix,
                                    scores_from_confusion, to_train_ids)
 
 SEGMENTER_FILE = "segmenter.safetensors"
@@ -67,7 +67,7 @@ def segmentation_classes(dataset: str) -> List[str]:
     if dataset in ("cityscapes", "cityscapes-pix2pix"):
         return list(CITYSCAPES_TRAIN_CLASSES)
     if dataset == "facades":
-        from .data.facades import FACADES_CLASSES
+        from ...data.facades import FACADES_CLASSES
         return list(FACADES_CLASSES)
     raise ValueError(f"unknown segmentation dataset {dataset!r}; choose from {SEGMENT_DATASETS}")
 
@@ -256,7 +256,7 @@ def load_pairs(pairs: List[Pair], size: Tuple[int, int]) -> Tuple[torch.Tensor, 
     Raises:
         DataError: a pair has no photo, or an unreadable / inconsistent file.
     """
-    from .data.io import DataError
+    from ...data.io import DataError
 
     missing = [p for p in pairs if p.image is None]
     if missing:
@@ -299,10 +299,10 @@ def load_split(dataset: str, folder: str | Path, size: Tuple[int, int], limit: O
         ValueError: another dataset name. DataError: missing folder or unreadable file.
     """
     if dataset == "cityscapes-pix2pix":
-        from .data.cityscapes import Pix2PixCityscapes
+        from ...data.cityscapes import Pix2PixCityscapes
         ds = Pix2PixCityscapes(folder, size=size, limit=limit, cache=False)
     elif dataset == "facades":
-        from .data.facades import FacadesCMP
+        from ...data.facades import FacadesCMP
         ds = FacadesCMP(folder, size=size, limit=limit, cache=False)
     else:
         raise ValueError(f"load_split reads 'cityscapes-pix2pix' or 'facades', got {dataset!r}")
@@ -480,8 +480,8 @@ def cmd_train_segment(a: argparse.Namespace) -> int:
         DataError: missing data, or a holdout that leaves nothing to train on.
         ValueError: a dataset a segmenter cannot be trained on.
     """
-    from .data.datasets import cityscapes_pairs, data_root
-    from .data.io import DataError
+    from ...data.datasets import cityscapes_pairs, data_root
+    from ...data.io import DataError
 
     dataset = getattr(a, "dataset", None) or "cityscapes"
     if dataset not in SEGMENT_DATASETS:

@@ -45,11 +45,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .data.io import IMAGE_EXTENSIONS, DataError, list_images
+from ..data.io import IMAGE_EXTENSIONS, DataError, list_images
 from .httpguard import (DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, GuardedHandler, GuardedHTTPServer, Reject,
                         exposure_warning)
 # the CLI's argument builder lives in asapnet.parsers; re-exported here
-from .parsers import add_study_parser  # noqa: F401
 
 logger = logging.getLogger(__name__)
 

@@ -87,26 +87,3 @@ def device(s: str) -> str:
     if d == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise argparse.ArgumentTypeError(f"{s!r}: MPS is not available on this machine (use --device cpu)")
     return d
-
-
-def check_precision(precision: str, device: str, training: bool = False) -> None:
-    """Refuse a ``--precision`` the device cannot run, with one clear message.
-
-    fp32 and bf16 run everywhere (bf16: autocast when training, a bf16 model for inference);
-    fp16 needs a GPU: on the CPU it is refused (slow, and training would need gradient scaling,
-    which PyTorch's GradScaler only does on CUDA), and fp16 *training* needs CUDA (MPS has no
-    GradScaler either).
-
-    Raises:
-        ValueError: an unknown precision, or fp16 on a device that cannot run it.
-    """
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
-    kind = str(device).split(":")[0]
-    if precision != "fp16" or kind == "cuda" or (kind == "mps" and not training):
-        return
-    if kind == "cpu":
-        raise ValueError("--precision fp16 needs --device cuda" + ("" if training else " or mps")
-                         + "; on the CPU use --precision bf16 (or fp32)")
-    raise ValueError(f"--precision fp16 training needs --device cuda (gradient scaling), not {device}; "
-                     "use --precision bf16")

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .console import progress as _progress
-from .data.io import PathLike, check_output_paths
+from ..console import progress as _progress
+from ..data.io import PathLike, check_output_paths
 
 if TYPE_CHECKING:  # torch is only needed by the callers' functions
     import torch
@@ -51,7 +51,7 @@ def restore_files(model: "nn.Module", inputs: Sequence[PathLike], out_dir: PathL
         DataError: before anything is written, when an output would overwrite an input file or
             another input's output (:func:`asapnet.data.io.check_output_paths`).
     """
-    from .models.inference import model_device, synchronize
+    from ..inference.optimize import model_device, synchronize
 
     out_dir = Path(out_dir)
     device = model_device(model) if device is None else device

@@ -27,13 +27,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import CITYSCAPES_NUM_CLASSES
-from .console import progress as _progress
-from .models import create_model, list_models
-from .models.inference import optimize_for_inference
-from .models.winograd import convert_winograd
+from ..config import CITYSCAPES_NUM_CLASSES
+from ..console import progress as _progress
+from ..models import create_model, list_models
+from ..inference.optimize import optimize_for_inference
+from ..inference.winograd import convert_winograd
 # the CLI's argument builder and its constants live in asapnet.parsers (no torch); re-exported here
-from .parsers import BENCH_VARIANTS as VARIANTS, add_bench_parser as add_parser, parse_sizes  # noqa: F401
+from ..options import BENCH_VARIANTS as VARIANTS, parse_sizes  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def _variant_model(model: torch.nn.Module, variant: str, device: torch.device, x
     if variant == "onnx":
         import tempfile
 
-        from .export import export_onnx, onnxruntime_runner
+        from ..inference.onnx import export_onnx, onnxruntime_runner
         if device.type != "cpu":
             raise ValueError("the onnx variant runs on onnxruntime's CPU provider; use --device cpu")
         path = Path(tempfile.mkdtemp(prefix="asapnet-bench-")) / "asap.onnx"

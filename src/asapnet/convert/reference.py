@@ -48,9 +48,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
-from .config import ASAPConfig
+from ..config import ASAPConfig
 # the CLI's argument builder lives in asapnet.parsers (no torch); re-exported here
-from .parsers import CONVERT_SOURCES, add_convert_parser  # noqa: F401
+from ..options import CONVERT_SOURCES
 
 logger = logging.getLogger(__name__)
 
@@ -494,7 +494,7 @@ def _asap_hint(sd: Mapping[str, torch.Tensor], opts: ReferenceOptions, cfg: ASAP
 
 
 def _convert_asap(sd: StateDict, opts: ReferenceOptions, name: str) -> Converted:
-    from .models import create_model
+    from ..models import create_model
 
     cfg = asap_config(opts)
     model = create_model("asap", cfg=cfg)
@@ -559,7 +559,7 @@ def spade_config(opts: ReferenceOptions) -> Dict[str, Any]:
 
 
 def _convert_spade(sd: StateDict, opts: ReferenceOptions, name: str) -> Converted:
-    from .models import create_model
+    from ..models import create_model
 
     cfg = spade_config(opts)
     model = create_model("spade", **cfg)
@@ -593,7 +593,7 @@ def pix2pixhd_config(opts: ReferenceOptions) -> Dict[str, Any]:
 
 
 def _convert_pix2pixhd(sd: StateDict, opts: ReferenceOptions, name: str) -> Converted:
-    from .models import create_model
+    from ..models import create_model
 
     cfg = pix2pixhd_config(opts)
     model = create_model("pix2pixhd", **cfg)
@@ -675,7 +675,7 @@ def convert_checkpoint(src: PathLike, out: PathLike, opts: ReferenceOptions, key
         ValueError: unreadable file, no state dict, options asapnet cannot represent, or a
             checkpoint whose keys / shapes do not match the options (one line naming the file).
     """
-    from .checkpoint import load_generator, save_generator
+    from ..checkpoint import load_generator, save_generator
 
     sd = load_reference_state_dict(src, key)
     model, model_name, cfg = convert_state_dict(sd, opts, str(src))

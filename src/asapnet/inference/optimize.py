@@ -81,7 +81,7 @@ def quantize_asap_head_int8(model: nn.Module) -> nn.Module:
         TypeError: ``model`` is not an :class:`~asapnet.models.asap.ASAPGenerator`.
         RuntimeError: this PyTorch build has no dynamic quantisation.
     """
-    from .asap import ASAPGenerator
+    from ..models.asap import ASAPGenerator
 
     if not isinstance(model, ASAPGenerator):
         raise TypeError(f"int8 inference is implemented for the ASAP generator only, got {type(model).__name__}")
@@ -125,7 +125,7 @@ def optimize_for_inference(model: nn.Module, precision: str = "fp32", channels_l
     Raises:
         ValueError: unknown ``precision``. TypeError: int8 on a non-ASAP model.
     """
-    from .asap import ASAPGenerator
+    from ..models.asap import ASAPGenerator
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")

@@ -58,16 +58,15 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from .checkpoint import load_generator
-from .console import progress as _progress
-from .data.datasets import LabelPhotoDataset, Pair, _stem, cityscapes_pairs
-from .data.io import DataError
-from .metrics.translation import SetScores, TileStats, TrivialColours
-from .models.inference import model_device, prepare_for_inference, synchronize
+from ...checkpoint import load_generator
+from ...console import progress as _progress
+from ...data.datasets import LabelPhotoDataset, Pair, _stem, cityscapes_pairs
+from ...data.io import DataError
+from ...metrics.translation import SetScores, TileStats, TrivialColours
+from ...inference.optimize import model_device, prepare_for_inference, synchronize
 # ALL_METRICS, DEFAULT_METRICS (the per-metric list, --dataset cityscapes), TABLE_METRICS (the
 # comparison table) and DATASETS are defined with the CLI options in asapnet.parsers (no torch)
-from .parsers import (ALL_METRICS, DEFAULT_METRICS, EVALUATE_DATASETS as DATASETS, TABLE_METRICS,  # noqa: F401
-                      add_evaluate_translate_args)
+from ...options import ALL_METRICS, DEFAULT_METRICS, EVALUATE_DATASETS as DATASETS, TABLE_METRICS  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +254,7 @@ def evaluate_translation(checkpoint: str | Path, data_dir: Optional[str | Path] 
             if real is None:
                 r = _unavailable(m, no_photo)
             else:
-                from .metrics.image import psnr_ssim
+                from ...metrics.image import psnr_ssim
                 p, s = psnr_ssim(fake, real)
                 r = {"metric": m, "value": p if m == "psnr" else s, "unit": "dB" if m == "psnr" else "",
                      "higher_is_better": True}
@@ -286,7 +285,7 @@ def evaluate_translation(checkpoint: str | Path, data_dir: Optional[str | Path] 
 
 
 def _fid_entry(real, fake, feature, weights, no_photo) -> Dict[str, Any]:
-    from .metrics.fid import FIDUnavailable, compute_fid
+    from ...metrics.fid import FIDUnavailable, compute_fid
     if real is None:
         return _unavailable("fid", no_photo)
     if len(real) < 2:
@@ -302,7 +301,7 @@ def _fid_entry(real, fake, feature, weights, no_photo) -> Dict[str, Any]:
 
 
 def _segscore_entry(fake, real, labels, segmenter) -> Dict[str, Any]:
-    from .segment import load_segmenter, segscore
+    from ..segment.task import load_segmenter, segscore
     path = Path(segmenter) if segmenter else default_segmenter()
     if path is None:
         return _unavailable("segscore", "no segmenter: train one with 'asapnet train --task segment --holdout 1 "
@@ -358,10 +357,10 @@ def open_split(dataset: str, folder: str | Path, size: Optional[Tuple[int, int]]
     """
     size = tuple(size or DEFAULT_SIZES[dataset]) if dataset in DEFAULT_SIZES else None
     if dataset == "cityscapes-pix2pix":
-        from .data.cityscapes import Pix2PixCityscapes
+        from ...data.cityscapes import Pix2PixCityscapes
         return Pix2PixCityscapes(folder, size=size, limit=limit, cache=False)
     if dataset == "facades":
-        from .data.facades import FacadesCMP
+        from ...data.facades import FacadesCMP
         return FacadesCMP(folder, size=size, limit=limit, cache=False)
     raise ValueError(f"open_split reads 'cityscapes-pix2pix' or 'facades' splits, got {dataset!r}")
 
@@ -406,7 +405,7 @@ def parse_checkpoint_specs(specs: Sequence[str | Path]) -> Dict[str, Path]:
     Raises:
         FileNotFoundError / ValueError: a checkpoint that cannot be read.
     """
-    from .checkpoint import load_tensors
+    from ...checkpoint import load_tensors
 
     out: Dict[str, Path] = {}
     for spec in specs:
@@ -453,7 +452,7 @@ def _check_fits(name: str, model: nn.Module, meta: Dict[str, Any], path: Optiona
 
 def _resolve_segmenter(dataset: str, segmenter: Optional[str | Path]) -> Tuple[Any, Optional[str]]:
     """(Segmenter, None) or (None, reason it is unavailable)."""
-    from .segment import load_segmenter
+    from ..segment.task import load_segmenter
 
     path = Path(segmenter) if segmenter else default_segmenter(dataset)
     if path is None:
@@ -517,7 +516,7 @@ def compare_translations(checkpoints: Mapping[str, Any], dataset: Optional[str] 
             :func:`evaluate_translation`), or a checkpoint that does not fit the dataset's labels.
         DataError / FileNotFoundError: missing data or checkpoint.
     """
-    from .data.datasets import data_root as resolve_root
+    from ...data.datasets import data_root as resolve_root
 
     bad = [m for m in metrics if m not in ALL_METRICS]
     if bad:
@@ -566,7 +565,7 @@ def compare_translations(checkpoints: Mapping[str, Any], dataset: Optional[str] 
         rows.append((ref, "real" if ref == "real photos" else "trivial", None,
                      SetScores(metrics, tile, classes, BLOCK, reference=ref == "real photos")))
     if "fid" in metrics:
-        from .metrics.fid import FIDUnavailable, fid_metric
+        from ...metrics.fid import FIDUnavailable, fid_metric
         if len(ds) < 2:
             unavailable["fid"] = f"FID needs at least 2 images per set, got {len(ds)}"
         else:
@@ -787,9 +786,9 @@ def cmd_evaluate_translate(a: argparse.Namespace) -> int:
     Raises:
         ValueError: several checkpoints with ``--dataset cityscapes``, or see the functions above.
     """
-    from .data.datasets import data_root
-    from .parsers import parse_size
-    from .translate import default_checkpoint
+    from ...data.datasets import data_root
+    from ...options import parse_size
+    from .run import default_checkpoint
 
     if getattr(a, "threads", None):
         torch.set_num_threads(a.threads)

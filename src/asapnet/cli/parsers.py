@@ -18,35 +18,12 @@ import math
 from typing import List, Optional, Tuple
 
 from .argtypes import device, non_negative_float, non_negative_int, positive_float, positive_int
-from .config import CITYSCAPES_NUM_CLASSES
-from .httpguard import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT
-
-Size = Tuple[int, int]
-
-#: ``--precision`` of ``translate`` and ``train``.
-PRECISION_CHOICES = ("fp32", "bf16", "fp16")
-#: ``asapnet bench --variants``: optional ASAP inference variants, timed as extra rows
-#: ``asap+<variant>`` with their max. abs. difference from the plain fp32 output.
-BENCH_VARIANTS = ("channels_last", "winograd", "bf16", "fp16", "int8", "compile", "onnx")
-#: Shipped denoisers in ``asapnet/weights`` (``asapnet denoise --checkpoint asap|dncnn|sadnet``).
-DNCNN_CHECKPOINT = "dncnn-s-sigma25.safetensors"
-ASAP_DENOISE_CHECKPOINT = "asap-denoise-blind.safetensors"
-SADNET_CHECKPOINT = "sadnet-sigma25.safetensors"
-#: ``asapnet evaluate --task translate --metrics``: every metric; the defaults of the per-metric
-#: list (``--dataset cityscapes``) and of the comparison table (``cityscapes-pix2pix`` / ``facades``).
-ALL_METRICS = ("fid", "segscore", "psnr", "ssim", "lpips", "tile_contrast", "seam_ratio", "block_std")
-DEFAULT_METRICS = ("fid", "segscore", "psnr", "ssim")
-TABLE_METRICS = ("psnr", "ssim", "tile_contrast", "seam_ratio", "block_std", "segscore")
-#: ``asapnet evaluate --task translate --dataset``.
-EVALUATE_DATASETS = ("cityscapes-pix2pix", "facades", "cityscapes")
-#: ``asapnet export``: ONNX opsets of the TorchScript and the torch.export (``--dynamo``) exporters.
-ONNX_DEFAULT_OPSET = 17
-ONNX_DEFAULT_OPSET_DYNAMO = 18
-#: ``asapnet convert --from`` / ``--dataset`` (see :data:`asapnet.convert.DATASET_DEFAULTS`).
-CONVERT_SOURCES = ("asapnet", "spade", "pix2pixhd")
-CONVERT_DATASETS = ("ade20k", "cityscapes", "coco", "facades")
-#: ``asapnet train --task segment --seg-arch``.
-SEGMENT_ARCHITECTURES = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "fcn_resnet50")
+from ..config import CITYSCAPES_NUM_CLASSES
+from ..apps.httpguard import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT
+from ..options import (PRECISION_CHOICES, BENCH_VARIANTS, DNCNN_CHECKPOINT, ASAP_DENOISE_CHECKPOINT,
+                       SADNET_CHECKPOINT, ALL_METRICS, DEFAULT_METRICS, TABLE_METRICS, EVALUATE_DATASETS,
+                       ONNX_DEFAULT_OPSET, ONNX_DEFAULT_OPSET_DYNAMO, CONVERT_SOURCES, CONVERT_DATASETS,
+                       SEGMENT_ARCHITECTURES, parse_size, parse_sizes, parse_sigmas, Size)
 
 
 def add_device_arg(p: argparse.ArgumentParser, note: str = "") -> None:
@@ -63,7 +40,7 @@ def add_precision_arg(p: argparse.ArgumentParser, note: str) -> None:
 def build_parser(description: str = "asapnet command line") -> argparse.ArgumentParser:
     """The ``asapnet`` parser: ``-v`` / ``-q`` (log level, see :mod:`asapnet.console`) and one
     sub-parser per command."""
-    from . import __version__
+    from .. import __version__
 
     ap = argparse.ArgumentParser(prog="asapnet", description=description)
     ap.add_argument("--version", action="version", version=f"asapnet {__version__}")
@@ -85,17 +62,6 @@ def build_parser(description: str = "asapnet command line") -> argparse.Argument
     add_demo_parser(sub)
     add_study_parser(sub)
     return ap
-
-
-def parse_size(s: str) -> Optional[Tuple[int, int]]:
-    """'256x512' -> (256, 512) as (height, width); 'none' -> None."""
-    if s.lower() in ("none", "full"):
-        return None
-    try:
-        h, w = s.lower().split("x")
-        return int(h), int(w)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like HEIGHTxWIDTH (e.g. 256x512), got {s!r}") from None
 
 
 def add_train_parser(sub) -> argparse.ArgumentParser:
@@ -208,24 +174,6 @@ def add_evaluate_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def parse_sizes(text: str) -> List[Size]:
-    """'256x512,512x1024' -> [(256, 512), (512, 1024)] as (height, width) pairs.
-
-    Raises:
-        ValueError: an item is not HEIGHTxWIDTH with positive integers.
-    """
-    sizes = []
-    for item in text.split(","):
-        try:
-            h, w = (int(v) for v in item.strip().lower().split("x"))
-        except ValueError:
-            raise ValueError(f"size must look like HEIGHTxWIDTH (e.g. 256x512), got {item!r}") from None
-        if h <= 0 or w <= 0:
-            raise ValueError(f"size must be positive, got {item!r}")
-        sizes.append((h, w))
-    return sizes
-
-
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``bench`` command to an ``argparse`` sub-parser collection."""
     p = subparsers.add_parser("bench", help="time ASAP-Net against pix2pixHD, SPADE and pix2pix")
@@ -249,17 +197,6 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--stages", action="store_true",
                    help="instead: ASAP per-stage times (downsample, LR, HR) and HR GFLOP/s vs matmul GFLOP/s")
     return p
-
-
-def parse_sigmas(s: str) -> List[float]:
-    """'15,25,50' -> [15.0, 25.0, 50.0] (0-255 scale)."""
-    try:
-        vals = [float(v) for v in s.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"sigma list must look like 15,25,50, got {s!r}") from None
-    if not vals or any(not math.isfinite(v) or v < 0 for v in vals):
-        raise argparse.ArgumentTypeError(f"sigma list must hold finite values >= 0, got {s!r}")
-    return vals
 
 
 def add_train_denoise_args(p: argparse.ArgumentParser) -> None:

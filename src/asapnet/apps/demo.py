@@ -47,13 +47,12 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from .data.io import DataError
+from ..data.io import DataError
 from .httpguard import (DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, RETRY_AFTER, GuardedHandler, GuardedHTTPServer,
                         Reject, exposure_warning)
-from .models.inference import prepare_for_inference
+from ..inference.optimize import prepare_for_inference
 # the CLI's argument builder lives in asapnet.parsers (no torch); re-exported here
-from .parsers import add_demo_parser  # noqa: F401
-from .translate import find_instance_map, label_to_input, model_train_size, run_generator
+from ..tasks.translate.run import find_instance_map, label_to_input, model_train_size, run_generator
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ def find_examples_dir(explicit: Optional[str] = None) -> Optional[Path]:
     has a ``*_gtFine_labelIds.png``."""
     cands = [Path(explicit)] if explicit else []
     cands.append(Path(str(resources.files("asapnet") / "examples" / "cityscapes")))
-    cands.append(Path(__file__).resolve().parents[2] / "examples" / "cityscapes")
+    cands.append(Path(__file__).resolve().parents[3] / "examples" / "cityscapes")
     return next((c for c in cands if c.is_dir() and any(c.glob(f"*{LABEL_SUFFIX}"))), None)
 
 
@@ -155,7 +154,7 @@ class DemoApp:
                  device: torch.device | str = "cpu"):
         self.device = torch.device(device)
         self.model, self.meta, self.cfg, self.name = prepare_for_inference(model.to(self.device)), meta, cfg, name
-        from .checkpoint import require_translator
+        from ..checkpoint import require_translator
 
         self.num_classes, self.use_instance = require_translator(model, meta, meta.get("path", "checkpoint"))
         colors = CITYSCAPES_COLORS if self.num_classes == len(CITYSCAPES_COLORS) else \
@@ -196,7 +195,7 @@ class DemoApp:
         warnings: List[str] = []
         x = label_to_input(label, self.num_classes, self.use_instance, instance if self.use_instance else None,
                            merge=self.meta.get("label_ids"), log=warnings.append)
-        from .models.inference import synchronize
+        from ..inference.optimize import synchronize
 
         with self._lock, torch.no_grad():
             t = time.perf_counter()
@@ -401,8 +400,8 @@ info();
 
 def cmd_demo(a: argparse.Namespace) -> int:
     """Run ``asapnet demo`` until Ctrl-C. Returns 0."""
-    from .checkpoint import load_generator
-    from .translate import default_checkpoint
+    from ..checkpoint import load_generator
+    from ..tasks.translate.run import default_checkpoint
 
     for opt in ("max_concurrent", "max_connections"):
         if getattr(a, opt, 1) < 1:

@@ -1,6 +1,8 @@
 """Label map -> photo translation with a trained generator (``asapnet translate``)."""
 from __future__ import annotations
 
+import argparse
+import logging
 import math
 import time
 from importlib import resources
@@ -13,10 +15,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from .data.cityscapes import COLOR_IDS, NUM_LABEL_IDS, colors_to_ids
-from .data.datasets import _stem
-from .data.io import DataError, check_output_paths, read_image, read_label
-from .data.labels import instance_edges
+from ...data.cityscapes import COLOR_IDS, NUM_LABEL_IDS, colors_to_ids
+from ...data.datasets import _stem
+from ...data.io import DataError, check_output_paths, read_image, read_label
+from ...data.labels import instance_edges
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINT = "cityscapes.safetensors"
 
@@ -177,7 +181,7 @@ def run_generator(model: nn.Module, x: torch.Tensor, train_hw: Optional[Sequence
     Raises:
         ValueError: unknown mode, or ``pixelwise`` for a generator other than ASAP-Net.
     """
-    from .models.asap import ASAPGenerator
+    from ...models.asap import ASAPGenerator
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -252,9 +256,9 @@ def translate_files(model: nn.Module, meta: Dict, inputs: Iterable[Path], out_di
     """
     import logging
 
-    from .checkpoint import require_translator
-    from .console import progress
-    from .models.inference import CastInference, model_device, synchronize
+    from ...checkpoint import require_translator
+    from ...console import progress
+    from ...inference.optimize import CastInference, model_device, synchronize
 
     log = log or logging.getLogger(__name__).info
     # a low-precision wrapper: run its generator directly (run_generator needs the ASAP-Net
@@ -287,3 +291,33 @@ def translate_files(model: nn.Module, meta: Dict, inputs: Iterable[Path], out_di
         log(f"{path.name} -> {out} ({y.shape[-1]}x{y.shape[-2]}) in {ms:.0f} ms")
         done.append((out, ms))
     return done
+
+
+def cmd_translate(a: argparse.Namespace) -> int:
+    """``asapnet translate``: label maps -> photos with a translator checkpoint, on ``--device`` in
+    ``--precision`` (:func:`asapnet.inference.optimize.optimize_for_inference`)."""
+    import torch
+
+    from ...options import check_precision
+    from ...checkpoint import load_generator, require_translator
+    from ...inference.optimize import optimize_for_inference
+
+    device, precision = getattr(a, "device", "cpu"), getattr(a, "precision", "fp32")
+    check_precision(precision, device)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    ckpt = Path(a.checkpoint) if a.checkpoint else default_checkpoint()
+    model, meta = load_generator(ckpt)
+    require_translator(model, meta, ckpt)
+    # eval mode, spectral norm folded; bf16 / fp16: the whole model in that dtype (CastInference)
+    model = optimize_for_inference(model.to(device), precision=precision)
+    extra = "" if device == "cpu" and precision == "fp32" else f", {device}, {precision}"
+    logger.info(f"model: {ckpt} ({meta['model']}, step {meta.get('step', '?')}{extra})")
+    done = translate_files(model, meta, a.inputs, Path(a.out), a.instance_dir, a.on_error, mode=a.mode,
+                           device=device)
+    logger.info(f"wrote {len(done)} image(s) to {a.out}")
+    skipped = len(a.inputs) - len(done)
+    if skipped:  # --on-error skip: the run went on, but not every input became an image
+        logger.warning(f"skipped {skipped} of {len(a.inputs)} input(s)")
+        return 1
+    return 0

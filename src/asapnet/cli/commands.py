@@ -1,0 +1,180 @@
+"""``asapnet`` command line: a thin shell over the library.
+
+    asapnet train [--task translate|denoise|deblur|segment] ...
+    asapnet translate LABEL.png... -o OUTDIR [--checkpoint PATH]
+    asapnet evaluate --task translate|denoise|deblur ...
+    asapnet bench | denoise | deblur | export | convert | demo | study ...
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+# Nothing heavy at module level: the parsers (asapnet.cli.parsers) import no torch, and each command
+# imports its task module when it runs, so that `asapnet --help` and argument errors come back at
+# once.
+
+logger = logging.getLogger(__name__)
+
+
+TASK_DEFAULTS = {
+    "translate": dict(model="asap", preset="cityscapes-256x512-cpu", steps=1000, batch_size=1, lr_g=1e-4, lr_d=4e-4,
+                      lambda_l1=0.0, out="runs/asap", sample_every=100, checkpoint_every=100),
+    "segment": dict(steps=1000, batch_size=4, out="runs/segmenter"),
+}
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    """Dispatch ``asapnet train`` on ``--task``; unset options take the task's defaults."""
+    if a.task == "denoise":
+        from ..tasks.denoise.task import cmd_train_denoise
+        return cmd_train_denoise(a)
+    if a.task == "deblur":
+        from ..tasks.deblur.task import cmd_train_deblur
+        return cmd_train_deblur(a)
+    for k, v in TASK_DEFAULTS[a.task].items():
+        if getattr(a, k, None) is None:
+            setattr(a, k, v)
+    if a.task == "segment":
+        from ..tasks.segment.task import cmd_train_segment
+        return cmd_train_segment(a)
+    from ..tasks.translate.train import cmd_train_translate
+    return cmd_train_translate(a)
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    """Dispatch ``asapnet evaluate`` on ``--task``."""
+    if a.task == "deblur":
+        if not a.checkpoint:
+            raise ValueError("evaluate --task deblur needs --checkpoint")
+        from ..tasks.deblur.task import cmd_evaluate_deblur
+        return cmd_evaluate_deblur(a)
+    from ..tasks.translate.evaluate import cmd_evaluate_translate
+    if a.task == "translate":
+        return cmd_evaluate_translate(a)  # takes [NAME=]PATH lists and checks --data itself
+    if a.checkpoint and len(a.checkpoint) > 1:
+        raise ValueError(f"evaluate --task {a.task} takes one --checkpoint")
+    if a.data and len(a.data) > 1 and a.task == "translate":
+        raise ValueError("evaluate --task translate takes one --data folder")
+    ckpt = a.checkpoint[0] if a.checkpoint else None
+    if a.task == "denoise":
+        if not ckpt or not a.data:
+            raise ValueError("evaluate --task denoise needs --checkpoint and --data")
+        from ..tasks.denoise.task import cmd_evaluate_denoise
+        return cmd_evaluate_denoise(argparse.Namespace(**{**vars(a), "checkpoint": ckpt}))
+    return cmd_evaluate_translate(argparse.Namespace(**{**vars(a), "checkpoint": ckpt,
+                                                        "data": a.data[0] if a.data else None}))
+
+
+#: command -> the module (inside asapnet) whose ``cmd_<command>`` runs it
+COMMAND_MODULES = {"translate": "tasks.translate.run", "bench": "bench.benchmark", "denoise": "tasks.denoise.task",
+                   "deblur": "tasks.deblur.task", "export": "inference.onnx", "demo": "apps.demo", "study": "apps.study",
+                   "convert": "convert.reference"}
+
+
+def _lazy_command(command: str) -> "Callable[[argparse.Namespace], int]":
+    """``asapnet <command>`` handled by ``cmd_<command>`` of its module, imported when it runs."""
+    def run(a: argparse.Namespace) -> int:
+        module = importlib.import_module(f"..{COMMAND_MODULES[command]}", __package__)
+        return getattr(module, f"cmd_{command}")(a)
+    run.__name__ = f"cmd_{command}"
+    return run
+
+
+#: command -> function(parsed arguments) -> exit status; each imports its task module when called
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, **{name: _lazy_command(name) for name in COMMAND_MODULES}}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``asapnet`` argument parser (:func:`asapnet.parsers.build_parser`); imports no task module."""
+    from .parsers import build_parser as build
+
+    return build(description=__doc__.splitlines()[0])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one ``asapnet`` command; returns its exit status.
+
+    One error path: a bad command line (argparse, including the ``type=`` checks of
+    :mod:`asapnet.argtypes`) and every user error raised by a command (:class:`DataError`,
+    ``ValueError`` from config validation, ``FileNotFoundError``, ``PermissionError``,
+    ``IsADirectoryError`` and other ``OSError`` such as a read-only or full output folder, missing
+    pretrained weights) print exactly one line ``asapnet <command>: error: <message>`` on stderr
+    and give exit status 2, without a traceback. Any other exception is a bug and keeps its
+    traceback.
+
+    Progress and info messages are log records of the ``asapnet`` loggers, shown on stderr while
+    the command runs (:func:`asapnet.console.cli_logging`): INFO by default, DEBUG with ``-v``,
+    WARNING with ``-q`` (which also turns the progress bars off); results stay on stdout.
+    """
+    import contextlib
+    import io
+
+    def one_line(text: str) -> str:
+        return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+    def message(e: BaseException) -> str:  # OSError naming a file: "FILE: reason", not "[Errno 13] ...: 'FILE'"
+        if isinstance(e, OSError) and e.strerror and e.filename is not None:
+            two = f" -> {os.fsdecode(e.filename2)}" if e.filename2 is not None else ""
+            return one_line(f"{os.fsdecode(e.filename)}{two}: {e.strerror}")
+        return one_line(str(e)) or type(e).__name__
+
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as \udcxx escapes
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    parser = build_parser()
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            args = parser.parse_args(argv)
+    except SystemExit as e:
+        text = captured.getvalue()
+        if e.code == 2 and text.strip():  # argparse: usage + "prog: error: msg" -> the error line only
+            print(one_line(text.strip().splitlines()[-1]), file=sys.stderr)
+        else:
+            sys.stderr.write(text)
+        raise
+    sys.stderr.write(captured.getvalue())
+    from ..console import cli_logging
+    from ..data.io import DataError
+    from ..losses.perceptual import PretrainedWeightsUnavailable
+
+    try:
+        with cli_logging(getattr(args, "log_level", logging.INFO)):
+            rc = COMMANDS[args.command](args)
+            if args.command == "demo":
+                # After a threaded server ran torch in handler threads, interpreter teardown can abort
+                # in a C++ thread-pool destructor ("terminate called without an active exception");
+                # everything is already closed, so leave without the teardown.
+                sys.stdout.flush(), sys.stderr.flush()
+                os._exit(rc)
+        return rc
+    except (DataError, ValueError, PretrainedWeightsUnavailable, OSError) as e:
+        print(f"asapnet {args.command}: error: {message(e)}", file=sys.stderr)
+        return 2
+    except SystemExit as e:
+        if not isinstance(e.code, str):  # exit statuses (e.g. 130 / 143 after a signal) pass through
+            raise
+        text = one_line(e.code)  # a command's refusal: the same one line and status 2
+        prefix = f"asapnet {args.command}: "
+        text = text[len(prefix):] if text.startswith(prefix) else text
+        print(f"asapnet {args.command}: error: {text}", file=sys.stderr)
+        return 2
+
+
+def task_alias_main(task: str, argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m asapnet.<task> {train,evaluate,<command>} ...`` -> :func:`main` with
+    ``--task <task>`` inserted after ``train`` / ``evaluate``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("train", "evaluate"):
+        argv = [argv[0], "--task", task, *argv[1:]]
+    return main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Motion deblurring with DeblurGAN, ASAP-Net and the MSG U-Net."""

@@ -1,0 +1,1 @@
+"""Gaussian denoising with ASAP-Net, DnCNN and SADNet."""

@@ -1,0 +1,1 @@
+"""The segmentation network behind the segscore metric: train, load, score."""
