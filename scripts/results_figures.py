@@ -33,7 +33,8 @@ from PIL import Image, ImageDraw
 
 from asapnet.checkpoint import load_generator
 from asapnet.data import cityscapes_pairs, data_root
-from asapnet.tasks.translate.evaluate import checkpoint_load_size, evaluate_translation, generate, select_pairs
+from asapnet.tasks.translate.scoring import checkpoint_load_size, generate, select_pairs
+from asapnet.tasks.translate.evaluate import evaluate_translation
 from asapnet.metrics.segmentation import CITYSCAPES_TRAIN_CLASSES
 from asapnet.inference.optimize import prepare_for_inference
 from asapnet.training.trainer import label_colors

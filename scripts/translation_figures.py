@@ -37,8 +37,9 @@ from PIL import Image, ImageDraw
 
 from asapnet.checkpoint import load_generator
 from asapnet.data import data_root
-from asapnet.tasks.translate.evaluate import (SPLITS, comparison_markdown, compare_translations, open_split,
-                              parse_checkpoint_specs)
+from asapnet.tasks.translate.scoring import SPLITS
+from asapnet.tasks.translate.results import comparison_markdown
+from asapnet.tasks.translate.compare import compare_translations, open_split, parse_checkpoint_specs
 from asapnet.inference.optimize import prepare_for_inference
 
 GRID_FILES = {"cityscapes-pix2pix": "cityscapes_val_grid.jpg", "facades": "facades_test_grid.jpg"}

@@ -167,8 +167,10 @@ def test_translate_files_moves_inputs_and_casts_them_for_a_low_precision_model(f
 
 
 def test_denoise_deblur_and_their_evaluations_use_the_device(files, tmp_path):
-    from asapnet.tasks.deblur.task import cmd_deblur, cmd_evaluate_deblur
-    from asapnet.tasks.denoise.task import cmd_denoise, cmd_evaluate_denoise
+    from asapnet.tasks.deblur.run import cmd_deblur
+    from asapnet.tasks.deblur.evaluate import cmd_evaluate_deblur
+    from asapnet.tasks.denoise.run import cmd_denoise
+    from asapnet.tasks.denoise.evaluate import cmd_evaluate_denoise
 
     with pytest.raises(NotImplementedError, match=META_COPY):
         cmd_denoise(argparse.Namespace(inputs=[str(files / "gray" / "g.png")], out=str(tmp_path / "d"),
@@ -200,7 +202,8 @@ def test_denoise_on_the_cpu_device_writes_its_output(files, tmp_path, capsys):
 def test_translation_evaluation_and_demo_use_the_device(files, tmp_path):
     from asapnet.data.datasets import Pair
     from asapnet.apps.demo import DemoApp, DemoConfig
-    from asapnet.tasks.translate.evaluate import evaluate_translation, generate
+    from asapnet.tasks.translate.evaluate import evaluate_translation
+    from asapnet.tasks.translate.scoring import generate
 
     lab = files / "x_gtFine_labelIds.png"
     Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "x.png")
@@ -245,7 +248,7 @@ def test_denoise_and_deblur_training_get_device_and_precision(task, tmp_path, mo
     """The command builds its TrainConfig from --device / --precision (training itself mocked)."""
     import importlib
 
-    mod = importlib.import_module(f"asapnet.tasks.{task}.task")
+    mod = importlib.import_module(f"asapnet.tasks.{task}.train")
     seen = {}
 
     def fake_train(model, name, mcfg, data, cfg, *rest, **kw):
@@ -372,7 +375,8 @@ def test_bf16_training_runs_the_forward_passes_under_autocast(tmp_path):
 
 
 def test_bf16_training_of_the_deblurring_gans(tmp_path):
-    from asapnet.tasks.deblur.task import MSGTrainer, WGANGPConfig, WGANGPTrainer, build_deblur_model
+    from asapnet.training.gan_variants import MSGTrainer, WGANGPConfig, WGANGPTrainer
+    from asapnet.tasks.deblur.build import build_deblur_model
 
     cfg = dict(steps=1, batch_size=1, crop=None, lr_g=1e-3, lr_d=1e-3, lambda_vgg=0.0, lambda_l1=1.0,
                precision="bf16")

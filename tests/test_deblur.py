@@ -21,17 +21,16 @@ from asapnet.data.blur import (BlurConfig, BlurTestDataset, PairedBlurDataset, S
                                random_kernel, trajectory_kernel)
 from asapnet.data.datasets import LabelPhotoDataset
 from asapnet.data.io import DataError
-from asapnet.tasks.deblur.task import (MSGTrainer, VGGContentLoss, WGANGPConfig, WGANGPTrainer, build_deblur_model,
-                            deblur_files, evaluate_deblur, gradient_penalty, time_models)
+from asapnet.training.gan_variants import MSGTrainer, WGANGPConfig, WGANGPTrainer
+from asapnet.tasks.deblur.build import build_deblur_model
+from asapnet.tasks.deblur.run import deblur_files
+from asapnet.tasks.deblur.evaluate import evaluate_deblur, time_models
+from asapnet.losses.perceptual import VGGContentLoss
+from asapnet.losses.gan import gradient_penalty
 from asapnet.models import create_model, list_models
 from asapnet.models.msg_unet import MSGUNet
 from asapnet.training.trainer import train
-from asapnet.cli import task_alias_main
-
-
-def main(argv):
-    return task_alias_main("deblur", argv)
-
+from asapnet.deblur import main
 
 torch.set_num_threads(1)
 

@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from asapnet.tasks.translate.evaluate import parse_checkpoint_specs, resolve_dataset
+from asapnet.tasks.translate.compare import parse_checkpoint_specs
+from asapnet.tasks.translate.scoring import resolve_dataset
 
 
 # --------------------------------------------------------------------------- no data needed
@@ -96,7 +97,7 @@ class Collapsed(nn.Module):
 
 def test_trivial_images_are_what_they_claim(pix2pix):
     from asapnet.data.cityscapes import Pix2PixCityscapes
-    from asapnet.tasks.translate.evaluate import trivial_colours
+    from asapnet.tasks.translate.compare import trivial_colours
     from asapnet.metrics.image import psnr_ssim
 
     triv, note = trivial_colours("cityscapes-pix2pix", pix2pix / "train", (128, 256), sample=6)
@@ -124,7 +125,8 @@ def test_trivial_images_are_what_they_claim(pix2pix):
 
 def test_comparison_table_on_val_data(pix2pix, seg_path):
     from asapnet import create_model
-    from asapnet.tasks.translate.evaluate import compare_translations, comparison_markdown, format_comparison
+    from asapnet.tasks.translate.compare import compare_translations
+    from asapnet.tasks.translate.results import comparison_markdown, format_comparison
 
     torch.manual_seed(0)
     tiny = create_model("asap", preset="tiny", in_channels=35)
@@ -164,7 +166,8 @@ def test_evaluate_translation_on_facades_per_metric(tmp_path, facades):
     from asapnet import create_model
     from asapnet.checkpoint import save_generator
     from asapnet.config import asap_preset
-    from asapnet.tasks.translate.evaluate import evaluate_translation, format_table
+    from asapnet.tasks.translate.evaluate import evaluate_translation
+    from asapnet.tasks.translate.results import format_table
 
     cfg = asap_preset("tiny", in_channels=12)
     torch.manual_seed(0)
@@ -185,7 +188,7 @@ def test_cli_compares_several_checkpoints(tmp_path, pix2pix, seg_path, capsys):
     from asapnet.checkpoint import save_generator
     from asapnet.config import asap_preset
     from asapnet.cli.parsers import add_evaluate_translate_args
-    from asapnet.tasks.translate.evaluate import cmd_evaluate_translate
+    from asapnet.tasks.translate.results import cmd_evaluate_translate
 
     cfg = asap_preset("tiny", in_channels=35)
     meta = {"dataset": "cityscapes-pix2pix", "num_classes": 35, "use_instance": False}
@@ -218,7 +221,7 @@ def test_cli_compares_several_checkpoints(tmp_path, pix2pix, seg_path, capsys):
 @pytest.mark.parametrize("dataset", ["cityscapes-pix2pix", "facades"])
 def test_train_segment_on_a_split_dataset(tmp_path, data_root, dataset, pix2pix, facades):
     from asapnet.tasks.segment.task import cmd_train_segment, load_segmenter, segscore, segmentation_classes
-    from asapnet.tasks.translate.evaluate import open_split
+    from asapnet.tasks.translate.compare import open_split
 
     a = Namespace(dataset=dataset, data=None, data_root=str(data_root), holdout=2, seg_limit=3,
                   load_size=(64, 128), crop=(48, 96), steps=1, batch_size=1, seg_arch="lraspp_mobilenet_v3_large",

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from asapnet.checkpoint import save_generator
 from asapnet.config import asap_preset
 from asapnet.cli.parsers import add_export_parser
-from asapnet.inference.onnx import (antialiased_downsample, cmd_export, default_verify_sizes, export_onnx,
+from asapnet.tasks.translate.export import cmd_export
+from asapnet.inference.onnx import (antialiased_downsample, default_verify_sizes, export_onnx,
                             onnx_metadata, onnxruntime_runner, verify_onnx)
 from asapnet.models import create_model
 from asapnet.inference.optimize import prepare_for_inference

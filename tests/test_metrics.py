@@ -219,7 +219,8 @@ def test_evaluate_translation_on_the_heldout_pair(eval_setup, monkeypatch):
 
 
 def test_evaluate_translation_fid_with_injected_extractor_and_cli_json(eval_setup, capsys):
-    from asapnet.tasks.translate.evaluate import cmd_evaluate_translate, evaluate_translation
+    from asapnet.tasks.translate.results import cmd_evaluate_translate
+    from asapnet.tasks.translate.evaluate import evaluate_translation
 
     d, data, pairs = eval_setup
     res = evaluate_translation(d / "g.safetensors", data, ["fid"], which="all", fid_feature=TinyFeatures())
@@ -254,7 +255,8 @@ def test_cmd_train_segment_on_real_pairs(tmp_path, data_root):
 
 def test_evaluate_rejects_unknown_metric_and_all_trained(eval_setup):
     from asapnet.data.io import DataError
-    from asapnet.tasks.translate.evaluate import evaluate_translation, select_pairs
+    from asapnet.tasks.translate.evaluate import evaluate_translation
+    from asapnet.tasks.translate.scoring import select_pairs
 
     d, data, pairs = eval_setup
     with pytest.raises(ValueError, match="unknown metric"):

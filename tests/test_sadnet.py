@@ -13,7 +13,8 @@ from asapnet.config import DiscriminatorConfig, TrainConfig
 from asapnet.data import list_images
 from asapnet.data.blur import load_rgb
 from asapnet.data.denoise import DenoisePatchDataset, add_noise
-from asapnet.tasks.denoise.task import DenoiseTrainer, evaluate_denoiser
+from asapnet.tasks.denoise.train import DenoiseTrainer
+from asapnet.tasks.denoise.evaluate import evaluate_denoiser
 from asapnet.models import create_model
 from asapnet.models.sadnet import ModulatedDeformConv, SADNet
 from asapnet.training.trainer import Trainer, train

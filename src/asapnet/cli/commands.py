@@ -32,10 +32,10 @@ TASK_DEFAULTS = {
 def cmd_train(a: argparse.Namespace) -> int:
     """Dispatch ``asapnet train`` on ``--task``; unset options take the task's defaults."""
     if a.task == "denoise":
-        from ..tasks.denoise.task import cmd_train_denoise
+        from ..tasks.denoise.train import cmd_train_denoise
         return cmd_train_denoise(a)
     if a.task == "deblur":
-        from ..tasks.deblur.task import cmd_train_deblur
+        from ..tasks.deblur.train import cmd_train_deblur
         return cmd_train_deblur(a)
     for k, v in TASK_DEFAULTS[a.task].items():
         if getattr(a, k, None) is None:
@@ -52,9 +52,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.task == "deblur":
         if not a.checkpoint:
             raise ValueError("evaluate --task deblur needs --checkpoint")
-        from ..tasks.deblur.task import cmd_evaluate_deblur
+        from ..tasks.deblur.evaluate import cmd_evaluate_deblur
         return cmd_evaluate_deblur(a)
-    from ..tasks.translate.evaluate import cmd_evaluate_translate
+    from ..tasks.translate.results import cmd_evaluate_translate
     if a.task == "translate":
         return cmd_evaluate_translate(a)  # takes [NAME=]PATH lists and checks --data itself
     if a.checkpoint and len(a.checkpoint) > 1:
@@ -65,15 +65,15 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.task == "denoise":
         if not ckpt or not a.data:
             raise ValueError("evaluate --task denoise needs --checkpoint and --data")
-        from ..tasks.denoise.task import cmd_evaluate_denoise
+        from ..tasks.denoise.evaluate import cmd_evaluate_denoise
         return cmd_evaluate_denoise(argparse.Namespace(**{**vars(a), "checkpoint": ckpt}))
     return cmd_evaluate_translate(argparse.Namespace(**{**vars(a), "checkpoint": ckpt,
                                                         "data": a.data[0] if a.data else None}))
 
 
 #: command -> the module (inside asapnet) whose ``cmd_<command>`` runs it
-COMMAND_MODULES = {"translate": "tasks.translate.run", "bench": "bench.benchmark", "denoise": "tasks.denoise.task",
-                   "deblur": "tasks.deblur.task", "export": "inference.onnx", "demo": "apps.demo", "study": "apps.study",
+COMMAND_MODULES = {"translate": "tasks.translate.run", "bench": "bench.benchmark", "denoise": "tasks.denoise.run",
+                   "deblur": "tasks.deblur.run", "export": "tasks.translate.export", "demo": "apps.demo", "study": "apps.study",
                    "convert": "convert.reference"}
 
 

@@ -20,11 +20,10 @@ PyTorch's instance norm refuses (ValueError) while ONNX ``InstanceNormalization`
 to 0. :func:`verify_onnx` therefore checks sizes of more than one tile.
 
 Library entry points: :func:`export_onnx`, :func:`verify_onnx`, :func:`onnxruntime_runner`;
-:func:`add_export_parser` / :func:`cmd_export` are the CLI shell.
+``asapnet export`` runs them (:mod:`asapnet.tasks.translate.export`).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -314,26 +313,3 @@ def verify_onnx(checkpoint_or_model: Union[PathLike, nn.Module], onnx_path: Path
             raise ValueError(f"ONNX output shape {tuple(out.shape)} != PyTorch {tuple(ref.shape)} at {h}x{w}")
         diffs[(h, w)] = float((out - ref).abs().max())
     return diffs
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI
-# ---------------------------------------------------------------------------------------------
-
-
-def cmd_export(a: argparse.Namespace) -> int:
-    """Run ``asapnet export``; prints the max abs difference per verified size. Returns 0."""
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    from ..tasks.translate.run import default_checkpoint
-    ckpt = Path(a.checkpoint) if a.checkpoint else default_checkpoint()
-    export_onnx(ckpt, a.out, opset=a.opset, dynamo=a.dynamo)
-    import onnx
-    opset = next(o.version for o in onnx.load(a.out, load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
-    size_mb = Path(a.out).stat().st_size / 2 ** 20
-    logger.info(f"wrote {a.out} ({size_mb:.1f} MiB, opset {opset}) from {ckpt}")
-    if not a.no_verify:
-        for (h, w), d in verify_onnx(ckpt, a.out, a.verify_sizes).items():
-            print(f"onnxruntime vs PyTorch at {h}x{w}: max abs diff {d:.2e}")  # the verification's result
-    return 0
-

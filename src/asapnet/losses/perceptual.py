@@ -2,7 +2,7 @@
 adversarial hinge loss, discriminator feature matching and the VGG19 perceptual loss."""
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import torch
 import torch.nn as nn
@@ -11,31 +11,6 @@ import torch.nn.functional as F
 
 class PretrainedWeightsUnavailable(RuntimeError):
     """Standard pretrained weights (VGG19, InceptionV3) could not be loaded (e.g. offline)."""
-
-
-def hinge_d_loss(real: List[List[torch.Tensor]], fake: List[List[torch.Tensor]]) -> torch.Tensor:
-    """Discriminator hinge loss, mean over scales: E[relu(1 - D(real))] + E[relu(1 + D(fake))].
-
-    ``real``/``fake`` are the per-scale feature lists of
-    :class:`~asapnet.models.discriminator.MultiscaleDiscriminator`; the last entry is the score map.
-    """
-    loss = sum(F.relu(1 - r[-1]).mean() + F.relu(1 + f[-1]).mean() for r, f in zip(real, fake))
-    return loss / len(real)
-
-
-def hinge_g_loss(fake: List[List[torch.Tensor]]) -> torch.Tensor:
-    """Generator hinge loss, mean over scales: -E[D(fake)]."""
-    return sum(-f[-1].mean() for f in fake) / len(fake)
-
-
-def feature_matching_loss(real: List[List[torch.Tensor]], fake: List[List[torch.Tensor]]) -> torch.Tensor:
-    """pix2pixHD feature-matching loss: L1 between discriminator features of real and fake,
-    averaged over scales, summed over layers (score maps excluded); real features are detached."""
-    loss = 0.0
-    for r, f in zip(real, fake):
-        for rf, ff in zip(r[:-1], f[:-1]):
-            loss = loss + F.l1_loss(ff, rf.detach())
-    return loss / len(real)
 
 
 class VGGPerceptualLoss(nn.Module):
@@ -80,3 +55,41 @@ class VGGPerceptualLoss(nn.Module):
 
     def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         return sum(w * F.l1_loss(f, r.detach()) for w, f, r in zip(self.WEIGHTS, self._feats(fake), self._feats(real)))
+
+
+class VGGContentLoss(nn.Module):
+    """DeblurGAN's perceptual ("content") loss: MSE between VGG19 conv3_3 feature maps (before
+    the ReLU, layer index 14 of torchvision's ``vgg19().features``) of the restored and sharp images.
+
+    Inputs (N, 3, H, W) in [-1, 1], mapped to ImageNet-normalised [0, 1] (the reference code feeds
+    [-1, 1] directly). Uses torchvision's ``VGG19_Weights.IMAGENET1K_V1`` unless ``features`` (any
+    module taking (N, 3, H, W)) is injected, e.g. a small random net in tests.
+
+    Raises:
+        PretrainedWeightsUnavailable: standard weights cannot be loaded (offline); train with
+            ``lambda_content=0`` (``--no-vgg``) instead.
+    """
+
+    LAYER = 14  # conv3_3
+
+    def __init__(self, features: Optional[nn.Module] = None):
+        super().__init__()
+        if features is None:
+            from torchvision.models import VGG19_Weights, vgg19
+            try:
+                features = vgg19(weights=VGG19_Weights.IMAGENET1K_V1).features[: self.LAYER + 1]
+            except Exception as e:  # network errors come in many types
+                raise PretrainedWeightsUnavailable(
+                    f"cannot load the VGG19 ImageNet weights ({type(e).__name__}: {e}); "
+                    "connect to the internet once to cache them, or train with --no-vgg") from None
+        self.features = features.eval()
+        for p in self.features.parameters():
+            p.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        f = self.features(((fake + 1) / 2 - self.mean) / self.std)
+        with torch.no_grad():
+            r = self.features(((real + 1) / 2 - self.mean) / self.std)
+        return F.mse_loss(f, r)

@@ -32,7 +32,8 @@ from torch.utils.data.distributed import DistributedSampler
 from ..checkpoint import (load_optimizer, load_tensors, optimizer_tensors, prefixed, save_generator, save_tensors,
                          unprefixed, write_text_atomic)
 from ..config import DiscriminatorConfig, TrainConfig
-from ..losses.perceptual import VGGPerceptualLoss, feature_matching_loss, hinge_d_loss, hinge_g_loss
+from ..losses.perceptual import VGGPerceptualLoss
+from ..losses.gan import feature_matching_loss, hinge_d_loss, hinge_g_loss
 from ..models.asap import ASAPGenerator
 from ..models.discriminator import MultiscaleDiscriminator
 

@@ -1,0 +1,164 @@
+"""Motion deblurring with DeblurGAN, ASAP-Net and the MSG U-Net.
+
+Library functions:
+
+* :class:`WGANGPTrainer` - DeblurGAN's optimisation (CVPR 2018 §3.1): a PatchGAN critic trained
+  with the Wasserstein loss and gradient penalty (λ_GP = 10, 5 critic steps per generator step),
+  the generator with -E[D(G(x))] + λ_content * MSE(VGG19 conv3_3) (λ 100) (+ optional L1); Adam
+  lr 1e-4, betas (0.5, 0.999). It is a :class:`asapnet.train.Trainer`, so checkpoints are the
+  atomic safetensors files of :mod:`asapnet.checkpoint` and ``train(..., resume=True)`` resumes.
+* :class:`MSGTrainer` - MSG U-Net training (hinge GAN with one PatchGAN per output scale,
+  feature matching, optional VGG/L1), for label->photo and image->image.
+* :func:`train_deblur` - train a generator on synthetic blur (:mod:`asapnet.data.blur`) or on
+  GoPro-style pairs, optionally within a wall-clock budget.
+* :func:`evaluate_deblur` - PSNR/SSIM (and FID when its weights exist) on a held-out set with
+  deterministic blur, for several models side by side (the blurred input is the first row).
+* :func:`deblur_files`, :func:`time_models`.
+
+Value convention: images are float32 (N, 3, H, W) in [-1, 1] inside the models; metrics are on
+the 0-255 scale (data_range 255) after rounding outputs to 8 bits, PSNR per image then averaged,
+SSIM with torchmetrics' 11x11 Gaussian window.
+
+CLI glue (wired into :mod:`asapnet.cli` by the lead): :func:`add_train_deblur_args`,
+:func:`cmd_train_deblur`, :func:`add_evaluate_deblur_args`, :func:`cmd_evaluate_deblur`,
+:func:`add_deblur_parser`, :func:`cmd_deblur`. Stand-alone:
+``python -m asapnet.deblur {train,evaluate,deblur} ...``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn as nn
+
+from ...config import DiscriminatorConfig, TrainConfig
+from ...console import quiet as _quiet
+from ...data.blur import BlurTestDataset, PairedBlurDataset, SyntheticBlurDataset
+from ...data.io import PathLike, list_images
+from ...models.msg_unet import MSGUNet
+# the CLI's argument builders live in asapnet.parsers (no torch); re-exported here
+from ...training.trainer import Trainer, prepare_run_dir, train
+from ...training.gan_variants import MSGTrainer, WGANGPConfig, WGANGPTrainer
+from .build import build_deblur_model
+from .config import DEBLUR_TRAIN_DEFAULTS, DeblurDataConfig, default_split
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# losses
+# ---------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------
+# trainers
+# ---------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------
+# models and data
+# ---------------------------------------------------------------------------------------------
+
+
+def train_deblur(model: nn.Module, model_name: str, model_config: Dict[str, Any], data: DeblurDataConfig,
+                 cfg: TrainConfig, gp: Optional[WGANGPConfig], out_dir: PathLike, root: Optional[PathLike] = None,
+                 resume: bool = False, progress: bool = True, time_budget_s: Optional[float] = None,
+                 content: Optional[nn.Module] = None) -> Trainer:
+    """Train a deblurring generator with DeblurGAN's losses (``gp``), for an MSG U-Net with
+    :class:`MSGTrainer` (``gp`` ignored), or, with ``cfg.gan=False``, with the reconstruction
+    losses of ``cfg`` only (``lambda_l1``/``lambda_l2``; plain :class:`asapnet.train.Trainer`).
+
+    Data: synthetic blur on :func:`default_split`'s training photos (or on ``data.sharp_dir``), or
+    ``data.gopro`` pairs. Validation (``data.val_images``) uses :func:`default_split`'s test photos.
+    With ``time_budget_s`` training stops at the first step past the budget (wall clock of this
+    call) and writes a final checkpoint; ``cfg.steps`` is the upper bound.
+
+    Raises:
+        DataError: missing data. PretrainedWeightsUnavailable: VGG needed but unavailable.
+    """
+    if data.gopro:
+        train_set = PairedBlurDataset(data.gopro, crop=data.crop)
+    elif data.sharp_dir:
+        train_set = SyntheticBlurDataset(list_images(data.sharp_dir), data.crop, data.blur, 1.0, data.crops_per_image)
+    else:
+        split = default_split(root)
+        train_set = SyntheticBlurDataset(split.train, data.crop, data.blur, split.train_scales, data.crops_per_image)
+    val_set = None
+    if data.val_images > 0:
+        split = default_split(root)
+        k = data.val_images
+        val_set = BlurTestDataset(split.test[:k], data.seed, data.blur, split.test_scales[:k])
+    extra = {"task": "deblur", "value_range": "-1,1",
+             "deblur_data": {k: (asdict(v) if k == "blur" else v) for k, v in vars(data).items()}}
+    if not cfg.gan:
+        trainer: Trainer = Trainer(model, model_name, model_config, DiscriminatorConfig(in_channels=6), cfg, out_dir,
+                                   extra_meta=extra)
+    elif isinstance(model, MSGUNet):
+        trainer = MSGTrainer(model, model_name, model_config, cfg, out_dir, in_channels=model.in_channels,
+                                      extra_meta=extra, vgg=content)
+    else:
+        trainer = WGANGPTrainer(model, model_name, model_config, cfg, gp or WGANGPConfig(), out_dir, content=content,
+                                extra_meta=extra)
+    train(trainer, train_set, val_set, resume=resume, progress=progress, time_budget_s=time_budget_s)
+    return trainer
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation and inference
+# ---------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI glue
+# ---------------------------------------------------------------------------------------------
+
+
+def _opt(a: argparse.Namespace, name: str) -> Any:
+    v = getattr(a, name, None)
+    return DEBLUR_TRAIN_DEFAULTS[name] if v is None else v
+
+
+def cmd_train_deblur(a: argparse.Namespace) -> int:
+    """``asapnet train --task deblur --model deblurgan|asap|msg_unet [--no-vgg] [--time-budget MIN]``."""
+    from ...options import check_precision
+
+    check_precision(getattr(a, "precision", "fp32") or "fp32", getattr(a, "device", "cpu") or "cpu", training=True)
+    if getattr(a, "threads", None):
+        torch.set_num_threads(a.threads)
+    name = _opt(a, "model")
+    over = {k: v for k, v in (("ngf", a.ngf), ("n_blocks", a.n_blocks)) if v is not None}
+    if name == "asap" and over:
+        raise ValueError("--ngf/--n-blocks apply to deblurgan and msg_unet")
+    asap_over = {k: v for k, v in (("hr_window", a.hr_window), ("norm", a.lr_norm)) if v is not None}
+    if name != "asap" and asap_over:
+        raise ValueError("--hr-window/--lr-norm apply to asap")
+    over.update(asap_over)
+    if name == "msg_unet":
+        over.pop("n_blocks", None)
+    model, mcfg = build_deblur_model(name, **over)
+    no_vgg = getattr(a, "no_vgg", False)
+    gp = WGANGPConfig(critic_iters=a.critic_iters, gp_lambda=a.gp_lambda,
+                      lambda_content=0.0 if no_vgg else a.lambda_content, lambda_l1=_opt(a, "lambda_l1"),
+                      ndf=a.critic_ndf)
+    is_msg = name == "msg_unet"
+    cfg = TrainConfig(steps=_opt(a, "steps"), batch_size=_opt(a, "batch_size"), crop=None, lr_g=_opt(a, "lr_g"),
+                      lr_d=_opt(a, "lr_d"), beta1=0.5 if not is_msg else 0.0, beta2=0.999 if not is_msg else 0.9,
+                      lambda_vgg=0.0, lambda_l1=_opt(a, "lambda_l1"), gan=not getattr(a, "no_gan", False), flip=True,
+                      seed=getattr(a, "seed", 0) or 0, num_threads=getattr(a, "threads", None),
+                      sample_every=_opt(a, "sample_every"), checkpoint_every=_opt(a, "checkpoint_every"),
+                      device=getattr(a, "device", "cpu") or "cpu", precision=getattr(a, "precision", "fp32") or "fp32")
+    data = DeblurDataConfig(crop=a.crop_size, crops_per_image=a.crops_per_image, gopro=a.gopro,
+                            sharp_dir=a.sharp_dir,
+                            val_images=a.val_images or 0)
+    out = Path(_opt(a, "out") or f"runs/deblur-{name}")
+    prepare_run_dir(out, a.resume, getattr(a, "overwrite", False))  # refuses a run folder without --resume/--overwrite
+    logger.info(f"training {name} for deblurring -> {out}")
+    budget = a.time_budget * 60 if a.time_budget else None
+    trainer = train_deblur(model, name, mcfg, data, cfg, gp, out, getattr(a, "data_root", None), resume=a.resume,
+                           progress=not (getattr(a, "quiet", False) or _quiet()), time_budget_s=budget)
+    logger.info(f"done: step {trainer.step}, checkpoint {out / 'generator.safetensors'}")
+    return 0

@@ -1,0 +1,208 @@
+"""Gaussian image denoising with ASAP-Net and the DnCNN baseline.
+
+Library functions:
+
+* :func:`train_denoiser` - supervised L2 (or L1) training on Train400 patches through
+  :func:`asapnet.train.train` (no GAN, no VGG), resumable;
+* :func:`evaluate_denoiser` - PSNR/SSIM/ms per (dataset, σ) on a folder of clean test images with
+  deterministic noise;
+* :func:`denoise_files` - run a model on image files.
+
+Value convention (see :mod:`asapnet.data.denoise`): images in [0, 1] inside the models, σ on the
+0-255 scale, noise added in float without clipping; metrics on the 0-255 scale after clipping and
+rounding the output to 8 bits (as DnCNN's ``im2uint8`` evaluation), data_range 255.
+
+CLI glue (wired into :mod:`asapnet.cli` by the lead): :func:`cmd_train_denoise`,
+:func:`cmd_evaluate_denoise`, :func:`cmd_denoise` and the argument helpers. The same commands run
+stand-alone as ``python -m asapnet.denoise {train,evaluate,denoise} ...``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn as nn
+
+from ...config import DiscriminatorConfig, TrainConfig
+from ...console import quiet as _quiet
+from ...data.datasets import data_root
+from ...data.denoise import DenoisePatchDataset, NoisyTestDataset
+from ...data.io import PathLike, list_images
+from ...models.asap import ASAPGenerator
+# the CLI's argument builders live in asapnet.parsers (no torch); re-exported here
+from ...training.trainer import Trainer, prepare_run_dir, train
+from .build import build_denoiser
+from .config import DENOISE_TRAIN_DEFAULTS, DenoiseDataConfig
+from .evaluate import _score
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+
+def lr_at(step: int, total: int, base: float, hold: float = 0.5, final: float = 0.05) -> float:
+    """Learning rate of step ``step`` (0-based) out of ``total``: ``base`` for the first ``hold``
+    fraction, then a cosine decay to ``final * base`` at the last step."""
+    return lr_at_fraction(step / max(1, total), base, hold, final)
+
+
+def lr_at_fraction(progress: float, base: float, hold: float = 0.5, final: float = 0.05) -> float:
+    """Learning rate at ``progress`` in [0, 1] of a run: ``base`` up to ``hold``, then a cosine
+    decay to ``final * base`` at 1 (values past 1 give ``final * base``)."""
+    if progress <= hold or hold >= 1:
+        return base
+    t = min(1.0, (progress - hold) / (1 - hold))
+    return base * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+class DenoiseTrainer(Trainer):
+    """:class:`asapnet.train.Trainer` for [0, 1] gray images: sample grids without the [-1, 1]
+    rescaling and validation PSNR/SSIM with the denoising protocol (0-255, clipped, rounded)."""
+
+    def save_samples(self) -> Path:
+        """Write ``samples/step_XXXXXX.png``: rows of noisy | denoised | clean of the last step."""
+        from torchvision.utils import save_image
+        cond, fake, real = self._last
+        grid = torch.cat([cond, fake, real], dim=3).clamp(0, 1)
+        path = self.out / "samples" / f"step_{self.step:06d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid[:8], path, nrow=1)
+        return path
+
+    @torch.no_grad()
+    def validate(self, dataset) -> Dict[str, float]:
+        """Mean PSNR (dB) and SSIM on ``dataset`` (a :class:`NoisyTestDataset`)."""
+        rows = _score(self.G, dataset, self.device)
+        return {"val/psnr": rows["psnr"], "val/ssim": rows["ssim"]}
+
+
+def train_denoiser(model: nn.Module, model_name: str, model_config: Dict[str, Any], data: DenoiseDataConfig,
+                   cfg: TrainConfig, out_dir: PathLike, root: Optional[PathLike] = None, resume: bool = False,
+                   progress: bool = True, time_budget_s: Optional[float] = None,
+                   init_from: Optional[Dict[str, Any]] = None) -> Trainer:
+    """Train ``model`` to denoise Train400 patches (L2 and/or L1 loss from ``cfg``, no GAN).
+
+    ``cfg.gan`` must be False and ``cfg.lambda_vgg`` 0 (a gray denoiser has no VGG loss); the
+    learning rate ``cfg.lr_g`` is held then cosine-decayed (see :func:`lr_at`). Checkpoints
+    (``state.safetensors`` for resuming, ``generator.safetensors`` + ``.json`` for inference) are
+    written to ``out_dir`` every ``cfg.checkpoint_every`` steps, with Set12 validation PSNR in
+    ``metrics.jsonl``.
+
+    With ``time_budget_s`` (seconds of wall clock for this call) the schedule's progress is the
+    larger of ``step / cfg.steps`` and ``elapsed / time_budget_s``, and training stops (with a
+    final checkpoint and validation) when either reaches 1, so a run given a fixed amount of time
+    still ends with its learning rate decayed. With ``resume`` this continues a finished or
+    interrupted run for another ``time_budget_s``.
+
+    Args:
+        root: data folder holding ``denoise/Train400`` and ``denoise/Set12`` (see
+            :func:`asapnet.data.datasets.data_root`).
+
+    Raises:
+        ValueError: a GAN/VGG config, no reconstruction loss, or an ASAP patch size that is not a
+            multiple of S.
+        DataError: missing training data.
+    """
+    if cfg.gan or cfg.lambda_vgg > 0:
+        raise ValueError("denoisers are trained with gan=False and lambda_vgg=0")
+    if cfg.lambda_l1 <= 0 and cfg.lambda_l2 <= 0:
+        raise ValueError("set lambda_l2 and/or lambda_l1 > 0")
+    if isinstance(model, ASAPGenerator) and data.patch_size % model.S:
+        raise ValueError(f"patch_size {data.patch_size} must be a multiple of the ASAP tile size S={model.S}")
+    base = data_root(root) / "denoise"
+    train_set = DenoisePatchDataset(base / "Train400", data.patch_size, data.sigma, data.sigma_range,
+                                    data.scales, data.patches_per_image)
+    val_set = None
+    if data.val_images > 0:
+        val_set = NoisyTestDataset(None, data.val_sigma, files=list_images(base / "Set12")[:data.val_images])
+    extra = {"task": "denoise", "sigma": data.sigma, "blind": data.sigma is None, "value_range": "0,1",
+             "denoise_data": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(data).items()}}
+    if init_from is not None:  # where the weights came from (fine-tuning), kept in every checkpoint
+        extra["init_from"] = init_from
+    trainer = DenoiseTrainer(model, model_name, model_config, DiscriminatorConfig(in_channels=2), cfg, out_dir,
+                             extra_meta=extra)
+
+    t0 = time.time()
+
+    def schedule(step: int, logs: Dict[str, float]) -> None:
+        frac = step / max(1, cfg.steps)
+        if time_budget_s is not None:
+            frac = max(frac, (time.time() - t0) / time_budget_s)
+        lr = lr_at_fraction(frac, cfg.lr_g, data.lr_hold, data.lr_final)
+        for g in trainer.opt_g.param_groups:
+            g["lr"] = lr
+
+    train(trainer, train_set, val_set, resume=resume, progress=progress, on_step=schedule,
+          time_budget_s=time_budget_s)
+    return trainer
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation and inference
+# ---------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI glue
+# ---------------------------------------------------------------------------------------------
+
+
+def _opt(a: argparse.Namespace, name: str) -> Any:
+    v = getattr(a, name, None)
+    return DENOISE_TRAIN_DEFAULTS[name] if v is None else v
+
+
+def cmd_train_denoise(a: argparse.Namespace) -> int:
+    """``asapnet train --task denoise --model dncnn|asap [--sigma 25 | --blind]``."""
+    from ...options import check_precision
+
+    check_precision(getattr(a, "precision", "fp32") or "fp32", getattr(a, "device", "cpu") or "cpu", training=True)
+    if a.blind and a.sigma is not None:
+        raise ValueError("give either --sigma or --blind, not both")
+    model_name = _opt(a, "model")
+    sigma = None if a.blind else (a.sigma if a.sigma is not None else 25.0)
+    depth = a.depth or (20 if a.blind else 17)
+    model, mcfg = build_denoiser(model_name, _opt(a, "preset"), depth=depth)
+    init_from = None  # where the weights came from, kept in every checkpoint of the new run
+    if getattr(a, "init", None):
+        if a.resume:
+            raise ValueError("give either --init (new run from a checkpoint's weights) or --resume, not both")
+        from ...checkpoint import init_from_checkpoint, trained_steps
+        init_meta = init_from_checkpoint(model, a.init)
+        init_from = {"path": str(a.init), "step": trained_steps(init_meta)}
+        step = init_from["step"]
+        logger.info(f"initialised from {a.init} ({init_meta['model']}, step {step if step is not None else '?'})")
+    patch = a.patch_size or (40 if model_name == "dncnn" else 48)
+    data = DenoiseDataConfig(sigma=sigma, patch_size=patch, patches_per_image=a.patches_per_image,
+                             val_images=3 if a.val_images is None else a.val_images)
+    l1 = a.loss == "l1"
+    cfg = TrainConfig(steps=_opt(a, "steps"), batch_size=_opt(a, "batch_size"), crop=None, lr_g=_opt(a, "lr_g"),
+                      beta1=0.9, beta2=0.999, lambda_vgg=0.0, lambda_l1=1.0 if l1 else 0.0,
+                      lambda_l2=0.0 if l1 else 1.0, gan=False, flip=False, seed=getattr(a, "seed", 0) or 0,
+                      num_threads=getattr(a, "threads", None), sample_every=_opt(a, "sample_every"),
+                      checkpoint_every=_opt(a, "checkpoint_every"), device=getattr(a, "device", "cpu") or "cpu",
+                      precision=getattr(a, "precision", "fp32") or "fp32")
+    tag = f"sigma{sigma:g}" if sigma is not None else "blind"
+    out = Path(_opt(a, "out") or f"runs/denoise-{model_name}-{tag}")
+    prepare_run_dir(out, a.resume, getattr(a, "overwrite", False))  # refuses a run folder without --resume/--overwrite
+    logger.info(f"training {model_name} ({tag}) -> {out}")
+    trainer = train_denoiser(model, model_name, mcfg, data, cfg, out, getattr(a, "data_root", None),
+                             resume=a.resume, progress=not (getattr(a, "quiet", False) or _quiet()),
+                             time_budget_s=a.time_budget * 60 if getattr(a, "time_budget", None) else None,
+                             init_from=init_from)
+    logger.info(f"done: step {trainer.step}, checkpoint {out / 'generator.safetensors'}")
+    return 0
