@@ -39,7 +39,8 @@ from asapnet.data import LabelPhotoDataset, cityscapes_pairs, data_root
 from asapnet.metrics import psnr_ssim
 from asapnet.models import create_model
 from asapnet.inference.optimize import prepare_for_inference
-from asapnet.training.trainer import Trainer, train
+from asapnet.training.trainer import Trainer
+from asapnet.training.loop import train
 
 #: The base model of the ablations: a narrow LR stream that trains in minutes on one CPU thread.
 BASE = dict(s1=1, s2=16, lr_width=32, lr_max_width=128, lr_depth=3, hr_width=64, hr_depth=5)

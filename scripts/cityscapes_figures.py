@@ -18,7 +18,7 @@ from PIL import Image
 
 from asapnet.checkpoint import load_generator
 from asapnet.data import data_root, read_label
-from asapnet.training.trainer import label_colors
+from asapnet.training.batches import label_colors
 from asapnet.tasks.translate.run import default_checkpoint, translate_files
 
 

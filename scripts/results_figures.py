@@ -37,7 +37,7 @@ from asapnet.tasks.translate.scoring import checkpoint_load_size, generate, sele
 from asapnet.tasks.translate.evaluate import evaluate_translation
 from asapnet.metrics.segmentation import CITYSCAPES_TRAIN_CLASSES
 from asapnet.inference.optimize import prepare_for_inference
-from asapnet.training.trainer import label_colors
+from asapnet.training.batches import label_colors
 from asapnet.tasks.translate.run import default_checkpoint
 
 GRID_COLUMNS = ("label", "asap", "pix2pixhd", "spade", "real")

@@ -29,7 +29,7 @@ from asapnet.losses.perceptual import VGGContentLoss
 from asapnet.losses.gan import gradient_penalty
 from asapnet.models import create_model, list_models
 from asapnet.models.msg_unet import MSGUNet
-from asapnet.training.trainer import train
+from asapnet.training.loop import train
 from asapnet.deblur import main
 
 torch.set_num_threads(1)

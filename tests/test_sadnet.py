@@ -17,7 +17,8 @@ from asapnet.tasks.denoise.train import DenoiseTrainer
 from asapnet.tasks.denoise.evaluate import evaluate_denoiser
 from asapnet.models import create_model
 from asapnet.models.sadnet import ModulatedDeformConv, SADNet
-from asapnet.training.trainer import Trainer, train
+from asapnet.training.trainer import Trainer
+from asapnet.training.loop import train
 
 torch.set_num_threads(1)
 TINY = dict(n_channel=8, offset_channel=8)

@@ -14,7 +14,8 @@ from ..losses.perceptual import VGGContentLoss
 from ..losses.gan import feature_matching_loss, hinge_d_loss, hinge_g_loss, gradient_penalty
 from ..models.deblurgan import PatchCritic
 from ..models.msg_unet import MSGDiscriminator, MSGUNet, pyramid
-from .trainer import Trainer, _random_region
+from .trainer import Trainer
+from .batches import _random_region
 
 
 @dataclass

@@ -41,7 +41,9 @@ from ...data.blur import BlurTestDataset, PairedBlurDataset, SyntheticBlurDatase
 from ...data.io import PathLike, list_images
 from ...models.msg_unet import MSGUNet
 # the CLI's argument builders live in asapnet.parsers (no torch); re-exported here
-from ...training.trainer import Trainer, prepare_run_dir, train
+from ...training.trainer import Trainer
+from ...training.loop import train
+from ...training.run_dir import prepare_run_dir
 from ...training.gan_variants import MSGTrainer, WGANGPConfig, WGANGPTrainer
 from .build import build_deblur_model
 from .config import DEBLUR_TRAIN_DEFAULTS, DeblurDataConfig, default_split

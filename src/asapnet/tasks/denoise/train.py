@@ -36,7 +36,9 @@ from ...data.denoise import DenoisePatchDataset, NoisyTestDataset
 from ...data.io import PathLike, list_images
 from ...models.asap import ASAPGenerator
 # the CLI's argument builders live in asapnet.parsers (no torch); re-exported here
-from ...training.trainer import Trainer, prepare_run_dir, train
+from ...training.trainer import Trainer
+from ...training.loop import train
+from ...training.run_dir import prepare_run_dir
 from .build import build_denoiser
 from .config import DENOISE_TRAIN_DEFAULTS, DenoiseDataConfig
 from .evaluate import _score

@@ -21,7 +21,9 @@ def cmd_train_translate(a: argparse.Namespace) -> int:
     from ...models import create_model
     import torch
 
-    from ...training.trainer import Trainer, prepare_run_dir, train
+    from ...training.trainer import Trainer
+    from ...training.loop import train
+    from ...training.run_dir import prepare_run_dir
 
     precision = getattr(a, "precision", "fp32")
     check_precision(precision, a.device, training=True)  # before any data is read
