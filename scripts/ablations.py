@@ -127,7 +127,7 @@ def score_variant(name: str, run: Path, pairs, test_pairs, segmenter) -> Dict[st
                            "psnr": psnr, "ssim": ssim, "ms_per_image": _ms_per_image(G, val_set[0]["input"][None]),
                            "gflops": count_gflops(G, val_set[0]["input"][None])}
     if segmenter is not None:
-        from asapnet.tasks.segment.task import segscore
+        from asapnet.tasks.segment.evaluate import segscore
         s = segscore(fake, lab, segmenter)
         row.update(heldout_miou=s.miou, heldout_pixel_accuracy=s.pixel_accuracy)
         if test_pairs:
@@ -188,7 +188,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     segmenter, ceiling = None, None
     if a.segmenter:
-        from asapnet.tasks.segment.task import load_pairs, load_segmenter, score_predictions
+        from asapnet.tasks.segment.train import load_pairs
+        from asapnet.tasks.segment.evaluate import score_predictions
+        from asapnet.tasks.segment.build import load_segmenter
         segmenter = load_segmenter(a.segmenter)
         img, ids = load_pairs(pairs[-1:], segmenter.cfg.size)
         s = score_predictions(segmenter.predict(img), ids)

@@ -508,9 +508,9 @@ def test_package_attributes_still_resolve():
 def test_parser_constants_are_the_modules_constants():
     from asapnet import options
     from asapnet.bench import benchmark as bench
-    from asapnet.convert import reference as convert
+    from asapnet.convert import options as convert
     from asapnet.inference import onnx as export
-    from asapnet.tasks.segment import task as segment
+    from asapnet.tasks.segment import build as segment
     from asapnet.tasks.translate import evaluate
 
     assert parsers.CONVERT_DATASETS == convert.DATASETS and parsers.CONVERT_SOURCES == convert.SOURCES

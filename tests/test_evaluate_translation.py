@@ -41,7 +41,7 @@ def test_checkpoint_specs_are_named_by_name_or_model(tmp_path):
 
 
 def test_facades_targets_are_the_label_ids():
-    from asapnet.tasks.segment.task import segmentation_classes, segmentation_targets
+    from asapnet.tasks.segment.build import segmentation_classes, segmentation_targets
 
     ids = torch.tensor([[0, 11], [2, 5]])
     assert torch.equal(segmentation_targets(ids, "facades"), ids)
@@ -71,7 +71,8 @@ def facades(data_root):
 @pytest.fixture(scope="module")
 def seg_path(tmp_path_factory, pix2pix):
     """A 1-step segmenter at 64x128 on 2 pix2pix training photos (the code path, not a good segmenter)."""
-    from asapnet.tasks.segment.task import SegmenterConfig, fit_segmenter, load_split
+    from asapnet.tasks.segment.build import SegmenterConfig
+    from asapnet.tasks.segment.train import fit_segmenter, load_split
 
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("seg")
@@ -220,7 +221,9 @@ def test_cli_compares_several_checkpoints(tmp_path, pix2pix, seg_path, capsys):
 
 @pytest.mark.parametrize("dataset", ["cityscapes-pix2pix", "facades"])
 def test_train_segment_on_a_split_dataset(tmp_path, data_root, dataset, pix2pix, facades):
-    from asapnet.tasks.segment.task import cmd_train_segment, load_segmenter, segscore, segmentation_classes
+    from asapnet.tasks.segment.train import cmd_train_segment
+    from asapnet.tasks.segment.evaluate import segscore
+    from asapnet.tasks.segment.build import load_segmenter, segmentation_classes
     from asapnet.tasks.translate.compare import open_split
 
     a = Namespace(dataset=dataset, data=None, data_root=str(data_root), holdout=2, seg_limit=3,

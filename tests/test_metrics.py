@@ -129,7 +129,8 @@ class OracleNet(nn.Module):
 
 
 def test_segscore_with_an_oracle_segmenter():
-    from asapnet.tasks.segment.task import Segmenter, SegmenterConfig, segscore
+    from asapnet.tasks.segment.build import Segmenter, SegmenterConfig
+    from asapnet.tasks.segment.evaluate import segscore
 
     label_ids = torch.tensor([7, 26, 23, 0])[torch.randint(0, 4, (2, 32, 64), generator=torch.Generator().manual_seed(1))]
     train = to_train_ids(label_ids).clamp(max=18)  # ignored pixels drawn as class 18: never scored
@@ -146,7 +147,8 @@ def test_segscore_with_an_oracle_segmenter():
 
 def test_train_save_load_segmenter_on_real_pairs(tmp_path, data_root):
     from asapnet.data import cityscapes_pairs
-    from asapnet.tasks.segment.task import SegmenterConfig, load_segmenter, train_segmenter
+    from asapnet.tasks.segment.build import SegmenterConfig, load_segmenter
+    from asapnet.tasks.segment.train import train_segmenter
 
     pairs = cityscapes_pairs(data_root / "cityscapes_samples", "train")
     cfg = SegmenterConfig(size=(64, 128), crop=(48, 96), steps=2, batch_size=2)
@@ -165,7 +167,7 @@ def test_train_save_load_segmenter_on_real_pairs(tmp_path, data_root):
 def test_load_segmenter_rejects_a_generator(tmp_path):
     from asapnet import asap_preset, create_model
     from asapnet.checkpoint import save_generator
-    from asapnet.tasks.segment.task import load_segmenter
+    from asapnet.tasks.segment.build import load_segmenter
 
     save_generator(tmp_path / "g.safetensors", create_model("asap", cfg=asap_preset("tiny")), "asap", {})
     with pytest.raises(ValueError, match="not a segmenter"):
@@ -179,7 +181,8 @@ def eval_setup(tmp_path_factory, data_root):
     from asapnet import asap_preset, create_model
     from asapnet.checkpoint import save_generator
     from asapnet.data import cityscapes_pairs
-    from asapnet.tasks.segment.task import SegmenterConfig, train_segmenter
+    from asapnet.tasks.segment.build import SegmenterConfig
+    from asapnet.tasks.segment.train import train_segmenter
 
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("eval")
@@ -243,7 +246,8 @@ def test_evaluate_translation_fid_with_injected_extractor_and_cli_json(eval_setu
 
 
 def test_cmd_train_segment_on_real_pairs(tmp_path, data_root):
-    from asapnet.tasks.segment.task import cmd_train_segment, load_segmenter
+    from asapnet.tasks.segment.train import cmd_train_segment
+    from asapnet.tasks.segment.build import load_segmenter
 
     a = Namespace(data=None, data_root=str(data_root), holdout=1, load_size=(64, 128), crop=(48, 96), steps=1,
                   batch_size=1, seg_arch="lraspp_mobilenet_v3_large", seg_lr=1e-3, seed=0, threads=None, quiet=True,

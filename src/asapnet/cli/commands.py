@@ -41,7 +41,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         if getattr(a, k, None) is None:
             setattr(a, k, v)
     if a.task == "segment":
-        from ..tasks.segment.task import cmd_train_segment
+        from ..tasks.segment.train import cmd_train_segment
         return cmd_train_segment(a)
     from ..tasks.translate.train import cmd_train_translate
     return cmd_train_translate(a)

@@ -115,7 +115,7 @@ def _check_fits(name: str, model: nn.Module, meta: Dict[str, Any], path: Optiona
 
 def _resolve_segmenter(dataset: str, segmenter: Optional[str | Path]) -> Tuple[Any, Optional[str]]:
     """(Segmenter, None) or (None, reason it is unavailable)."""
-    from ..segment.task import load_segmenter
+    from ..segment.build import load_segmenter
 
     path = Path(segmenter) if segmenter else default_segmenter(dataset)
     if path is None:

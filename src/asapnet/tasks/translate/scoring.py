@@ -161,7 +161,8 @@ def _fid_entry(real, fake, feature, weights, no_photo) -> Dict[str, Any]:
 
 
 def _segscore_entry(fake, real, labels, segmenter) -> Dict[str, Any]:
-    from ..segment.task import load_segmenter, segscore
+    from ..segment.build import load_segmenter
+    from ..segment.evaluate import segscore
     path = Path(segmenter) if segmenter else default_segmenter()
     if path is None:
         return _unavailable("segscore", "no segmenter: train one with 'asapnet train --task segment --holdout 1 "
