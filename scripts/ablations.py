@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from asapnet.bench.benchmark import count_gflops
+from asapnet.bench.inputs import count_gflops
 from asapnet.config import ASAPConfig, DiscriminatorConfig, TrainConfig
 from asapnet.data import LabelPhotoDataset, cityscapes_pairs, data_root
 from asapnet.metrics import psnr_ssim

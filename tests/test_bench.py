@@ -7,8 +7,9 @@ import torch
 
 from asapnet import create_model
 from asapnet.cli.parsers import add_bench_parser as add_parser
-from asapnet.bench.benchmark import (asap_preset_for, benchmark, cmd_bench, format_table, parse_sizes,
-                           random_label_input)
+from asapnet.bench.inputs import asap_preset_for, random_label_input
+from asapnet.bench.benchmark import benchmark, parse_sizes
+from asapnet.bench.report import cmd_bench, format_table
 
 TINY = {"asap": {"preset": "tiny"}, "pix2pixhd": dict(ngf=4, n_blocks=1),
         "spade": dict(ngf=2, spade_hidden=8), "pix2pix": dict(ngf=4, num_downs=5)}

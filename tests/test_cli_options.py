@@ -25,7 +25,7 @@ import torch.nn as nn
 from PIL import Image
 
 from asapnet import cli
-from asapnet.cli import parsers
+from asapnet.cli import parsers, task_args
 from asapnet.options import check_precision
 from asapnet.tasks.translate.run import cmd_translate
 from asapnet.checkpoint import load_generator, save_generator
@@ -114,12 +114,12 @@ def test_model_commands_accept_device_cpu_and_refuse_tpu(args, capsys):
 
 
 def test_stand_alone_evaluate_builders_take_device_too():
-    for add in (parsers.add_evaluate_translate_args, parsers.add_evaluate_deblur_args):
+    for add in (task_args.add_evaluate_translate_args, task_args.add_evaluate_deblur_args):
         p = argparse.ArgumentParser()
         add(p)
         assert p.parse_args(["--checkpoint", "c", "--device", "cpu"]).device == "cpu"
     p = argparse.ArgumentParser()
-    parsers.add_evaluate_denoise_args(p)
+    task_args.add_evaluate_denoise_args(p)
     assert p.parse_args(["--checkpoint", "c", "--data", "d", "--device", "cpu"]).device == "cpu"
 
 
@@ -513,9 +513,10 @@ def test_parser_constants_are_the_modules_constants():
     from asapnet.tasks.segment import build as segment
     from asapnet.tasks.translate import evaluate
 
-    assert parsers.CONVERT_DATASETS == convert.DATASETS and parsers.CONVERT_SOURCES == convert.SOURCES
-    assert evaluate.DATASETS == parsers.EVALUATE_DATASETS and evaluate.ALL_METRICS == parsers.ALL_METRICS
-    assert bench.VARIANTS == parsers.BENCH_VARIANTS and segment.ARCHITECTURES == parsers.SEGMENT_ARCHITECTURES
-    assert export.DEFAULT_OPSET == parsers.ONNX_DEFAULT_OPSET
+    assert options.CONVERT_DATASETS == convert.DATASETS and options.CONVERT_SOURCES == convert.SOURCES
+    assert evaluate.DATASETS == options.EVALUATE_DATASETS and evaluate.ALL_METRICS == options.ALL_METRICS
+    assert bench.VARIANTS == options.BENCH_VARIANTS and segment.ARCHITECTURES == options.SEGMENT_ARCHITECTURES
+    assert export.DEFAULT_OPSET == options.ONNX_DEFAULT_OPSET
     # one definition: the parsers name the library's constants
     assert parsers.CONVERT_SOURCES is options.CONVERT_SOURCES and parsers.BENCH_VARIANTS is options.BENCH_VARIANTS
+    assert task_args.SEGMENT_ARCHITECTURES is options.SEGMENT_ARCHITECTURES

@@ -325,7 +325,7 @@ def test_deblur_files_report_psnr(tmp_path, kodak):
 
 def test_evaluate_args_compose_with_the_denoise_parser():
     import argparse
-    from asapnet.cli.parsers import add_evaluate_deblur_args, add_evaluate_denoise_args
+    from asapnet.cli.task_args import add_evaluate_deblur_args, add_evaluate_denoise_args
     p = argparse.ArgumentParser()
     add_evaluate_denoise_args(p)
     add_evaluate_deblur_args(p, shared=False)  # no duplicate options

@@ -188,7 +188,7 @@ def test_cli_compares_several_checkpoints(tmp_path, pix2pix, seg_path, capsys):
     from asapnet import create_model
     from asapnet.checkpoint import save_generator
     from asapnet.config import asap_preset
-    from asapnet.cli.parsers import add_evaluate_translate_args
+    from asapnet.cli.task_args import add_evaluate_translate_args
     from asapnet.tasks.translate.results import cmd_evaluate_translate
 
     cfg = asap_preset("tiny", in_channels=35)

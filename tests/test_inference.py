@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from asapnet import create_model
-from asapnet.bench.benchmark import random_label_input
+from asapnet.bench.inputs import random_label_input
 from asapnet.inference.optimize import CastInference, optimize_for_inference, prepare_for_inference
 
 

@@ -231,7 +231,7 @@ def test_evaluate_translation_fid_with_injected_extractor_and_cli_json(eval_setu
 
     import argparse
 
-    from asapnet.cli.parsers import add_evaluate_translate_args
+    from asapnet.cli.task_args import add_evaluate_translate_args
     ap = argparse.ArgumentParser()
     add_evaluate_translate_args(ap)
     args = ap.parse_args(["--checkpoint", str(d / "g.safetensors"), "--data", str(data), "--metrics", "psnr,segscore",

@@ -268,7 +268,7 @@ def test_hr_stream_tile_workers_match_reference_and_restore_threads(workers, fas
 
 def test_flop_counter_sees_the_hr_stream_with_tile_workers():
     # FlopCounterMode is thread-local: the fast path must not hide its products in workers
-    from asapnet.bench.benchmark import count_gflops
+    from asapnet.bench.inputs import count_gflops
     m = create_model("asap", preset="tiny", in_channels=3).eval()
     x = torch.rand(1, 3, 32, 48) * 2 - 1
     m.hr.workers = 2

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from torch.nn.utils import spectral_norm
 
 from asapnet import create_model
-from asapnet.bench.benchmark import random_label_input
+from asapnet.bench.inputs import random_label_input
 from asapnet.inference.optimize import optimize_for_inference, prepare_for_inference
 from asapnet.inference.winograd import WinogradConv2d, convert_winograd, winograd_conv3x3, winograd_filter
 

@@ -12,72 +12,26 @@ CLI shell over it.
 """
 from __future__ import annotations
 
-import argparse
-import ctypes
-import gc
-import json
 import logging
-import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import CITYSCAPES_NUM_CLASSES
 from ..console import progress as _progress
-from ..models import create_model, list_models
+from ..models import create_model
 from ..inference.optimize import optimize_for_inference
 from ..inference.winograd import convert_winograd
 # the CLI's argument builder and its constants live in asapnet.parsers (no torch); re-exported here
 from ..options import BENCH_VARIANTS as VARIANTS, parse_sizes  # noqa: F401
+from .inputs import PeakMemory, asap_preset_for, build_model, count_gflops, random_label_input
 
 logger = logging.getLogger(__name__)
 
 Size = Tuple[int, int]
-
-#: ASAP preset per S1: the paper sets S1 so that the LR stream sees at most 256 pixels on the
-#: short side (§3.2, §4); S2 = 16 throughout.
-_ASAP_PRESET_BY_S1 = {1: "cityscapes-256x512", 2: "cityscapes-512x1024", 4: "cityscapes-1024x2048"}
-
-
-def asap_preset_for(height: int, width: int) -> str:
-    """Name of the Cityscapes ASAP preset for an input of ``height`` x ``width`` pixels.
-
-    S1 is the smallest power of two with min(height, width) / S1 <= 256 (paper §3.2):
-    256x512 -> cityscapes-256x512, 512x1024 -> cityscapes-512x1024,
-    1024x2048 -> cityscapes-1024x2048.
-
-    Raises:
-        ValueError: the short side exceeds 1024 (no preset; pass one explicitly).
-    """
-    s1 = 1
-    while min(height, width) / s1 > 256:
-        s1 *= 2
-    if s1 not in _ASAP_PRESET_BY_S1:
-        raise ValueError(f"no ASAP preset for {height}x{width} (would need S1={s1}); pass a preset explicitly")
-    return _ASAP_PRESET_BY_S1[s1]
-
-
-def random_label_input(num_classes: int, height: int, width: int, block: int = 16,
-                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Random semantic-map-like input: (1, num_classes + 1, height, width) float in {0, 1}.
-
-    Channels 0..num_classes-1 are the one-hot encoding of class ids drawn uniformly on a grid of
-    ``block`` x ``block`` pixel cells; the last channel is the edge map (1 where a pixel's class
-    differs from its right or lower neighbour), standing in for instance boundaries.
-    """
-    gh, gw = -(-height // block), -(-width // block)
-    coarse = torch.randint(0, num_classes, (1, 1, gh, gw), generator=generator)
-    ids = coarse.repeat_interleave(block, 2).repeat_interleave(block, 3)[..., :height, :width]
-    onehot = torch.zeros(1, num_classes, height, width).scatter_(1, ids, 1.0)
-    edge = torch.zeros(1, 1, height, width, dtype=torch.bool)
-    edge[..., :, :-1] |= ids[..., :, 1:] != ids[..., :, :-1]
-    edge[..., :-1, :] |= ids[..., 1:, :] != ids[..., :-1, :]
-    return torch.cat([onehot, edge.float()], dim=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,107 +39,9 @@ def random_label_input(num_classes: int, height: int, width: int, block: int = 1
 # ---------------------------------------------------------------------------------------------
 
 
-class PeakMemory:
-    """Peak memory of a code region, in MiB, measured from :meth:`start` to :meth:`stop`.
-
-    CUDA: ``torch.cuda.max_memory_allocated`` growth over the region (tensors only, not the
-    caching allocator's reserve or the CUDA context).
-
-    CPU (Linux): growth of the process's peak resident set size (``VmHWM`` in
-    /proc/self/status, reset by writing 5 to /proc/self/clear_refs) over the resident size at
-    :meth:`start`, after returning free heap memory to the OS (``malloc_trim``). It counts
-    everything the region touches: weights, activations, oneDNN scratch buffers and allocator
-    slack, so it is an upper bound on tensor memory. Elsewhere (no /proc), it falls back to the
-    growth of ``getrusage`` max RSS, a lower bound (0 if the process peaked higher before).
-    """
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self._base = 0.0
-        self._proc = False
-
-    @staticmethod
-    def _proc_status(key: str) -> Optional[float]:
-        try:
-            with open("/proc/self/status") as f:
-                for line in f:
-                    if line.startswith(key + ":"):
-                        return float(line.split()[1]) / 1024  # kB -> MiB
-        except OSError:
-            return None
-        return None
-
-    @staticmethod
-    def _reset_hwm() -> bool:
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            return True
-        except OSError:
-            return False
-
-    @staticmethod
-    def _maxrss_mb() -> float:
-        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return r / 2 ** 20 if sys.platform == "darwin" else r / 1024  # bytes on macOS, kB on Linux
-
-    def start(self) -> None:
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._base = torch.cuda.memory_allocated(self.device) / 2 ** 20
-            return
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
-        rss = self._proc_status("VmRSS")
-        self._proc = rss is not None and self._reset_hwm()
-        self._base = rss if self._proc else self._maxrss_mb()
-
-    def stop(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            return torch.cuda.max_memory_allocated(self.device) / 2 ** 20 - self._base
-        peak = self._proc_status("VmHWM") if self._proc else self._maxrss_mb()
-        return max(0.0, peak - self._base)
-
-
 # ---------------------------------------------------------------------------------------------
 # the benchmark
 # ---------------------------------------------------------------------------------------------
-
-
-def build_model(name: str, height: int, width: int, in_channels: int, preset: Optional[str] = None,
-                kwargs: Optional[Dict] = None) -> Tuple[torch.nn.Module, Optional[str]]:
-    """Create registered model ``name`` for ``height`` x ``width`` inputs with ``in_channels``.
-
-    ASAP takes its preset from ``preset``, else ``kwargs["preset"]``, else
-    :func:`asap_preset_for` (no preset when ``kwargs`` holds a ``cfg``). ``kwargs`` go to the
-    model factory. Returns (model, ASAP preset name or None).
-    """
-    kwargs = dict(kwargs or {})
-    if name != "asap":
-        return create_model(name, in_channels=in_channels, **kwargs), None
-    if "cfg" in kwargs:
-        return create_model("asap", **kwargs), None
-    preset = preset or kwargs.pop("preset", None) or asap_preset_for(height, width)
-    return create_model("asap", preset=preset, in_channels=in_channels, **kwargs), preset
-
-
-def count_gflops(model: torch.nn.Module, x: torch.Tensor) -> float:
-    """GFLOPs of one ``model(x)`` pass: convolutions and matrix products, 2 FLOPs per
-    multiply-add, as counted by :class:`torch.utils.flop_counter.FlopCounterMode`.
-
-    Runs under ``torch.no_grad()``: the counter's module tracker fails on spectrally normalised
-    layers inside ``torch.inference_mode()`` (torch 2.x).
-    """
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(x)
-    return counter.get_total_flops() / 1e9
 
 
 def _sync(device: torch.device) -> None:
@@ -404,91 +260,6 @@ def asap_stages(size: Size, preset: Optional[str] = None, repeats: int = 5, devi
 # ---------------------------------------------------------------------------------------------
 
 
-def format_table(results: Sequence[Dict]) -> str:
-    """Plain-text table of :func:`benchmark` results, one row per (size, model); variant rows
-    show their max. abs. error against fp32 ASAP in the last column."""
-    variants = any("max_abs_err" in r for r in results)
-    head = f"{'model':<18} {'size':>10} {'params':>9} {'GFLOPs':>9} {'ms (median)':>12} {'min..max ms':>20} " \
-           f"{'peak MB':>9} {'x ASAP':>7}" + (f" {'max|err|':>9}" if variants else "")
-    lines = [head, "-" * len(head)]
-    for r in results:
-        ratio = "-" if r.get("ratio_to_asap") is None else f"{r['ratio_to_asap']:.2f}"
-        spread = f"{r['ms_min']:.1f}..{r['ms_max']:.1f}"
-        gf = "-" if r.get("gflops") is None else f"{r['gflops']:.1f}"
-        err = "" if not variants else (f" {'-':>9}" if r.get("max_abs_err") is None else f" {r['max_abs_err']:>9.2e}")
-        lines.append(f"{r['model']:<18} {r['size']:>10} {r['params'] / 1e6:>8.1f}M {gf:>9} "
-                     f"{r['ms']:>12.1f} {spread:>20} {r['peak_mb']:>9.0f} {ratio:>7}{err}")
-    return "\n".join(lines)
-
-
-def plot(results: Sequence[Dict], path: str | Path, title: str = "") -> None:
-    """Save runtime vs resolution (log-scale y, one line per model; like the paper's Fig. 4).
-
-    x: megapixels of the input (tick labels HxW), y: median ms with min..max error bars.
-    Uses a :class:`matplotlib.figure.Figure` with the Agg canvas: no display needed.
-    """
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4), dpi=120)
-    ax = fig.add_subplot()
-    for name in dict.fromkeys(r["model"] for r in results):
-        rows = sorted((r for r in results if r["model"] == name), key=lambda r: r["height"] * r["width"])
-        xs = [r["height"] * r["width"] / 1e6 for r in rows]
-        ms = [r["ms"] for r in rows]
-        err = [[m - r["ms_min"] for m, r in zip(ms, rows)], [r["ms_max"] - m for m, r in zip(ms, rows)]]
-        ax.errorbar(xs, ms, yerr=err, marker="o", capsize=3, label=name)
-    ticks = sorted({(r["height"] * r["width"] / 1e6, r["size"]) for r in results})
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xticks([t for t, _ in ticks], [s for _, s in ticks])
-    ax.minorticks_off()
-    ax.set_xlabel("input resolution (H x W)")
-    ax.set_ylabel("runtime per image [ms]")
-    ax.set_title(title)
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-
-
 # ---------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------
-
-
-def cmd_bench(a: argparse.Namespace) -> int:
-    """Run :func:`benchmark` from parsed CLI arguments; print a table or JSON lines."""
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    models = [m.strip() for m in a.models.split(",") if m.strip()]
-    unknown = sorted(set(models) - set(list_models()))
-    if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; registered: {list_models()}")
-    sizes = parse_sizes(a.sizes)
-    if a.stages:
-        for size in sizes:
-            r = asap_stages(size, a.preset, a.repeats, a.device, a.num_classes, winograd=a.winograd)
-            print(json.dumps(r) if a.json else
-                  f"asap {r['size']} ({r['preset']}): downsample {r['downsample_ms']:.0f} ms, LR stream "
-                  f"{r['lr_ms']:.0f} ms, HR stream {r['hr_ms']:.0f} ms ({r['hr_gflops']:.1f} GFLOP/s = "
-                  f"{100 * r['hr_efficiency']:.0f}% of matmul {r['matmul_gflops']:.1f} GFLOP/s), total {r['total_ms']:.0f} ms")
-        return 0
-
-    def progress(r: Dict) -> None:
-        logger.info(f"bench: {r['model']} {r['size']}: {r['ms']:.1f} ms")
-
-    results = benchmark(models, sizes, a.repeats, a.device, warmup=a.warmup, num_classes=a.num_classes,
-                        preset=a.preset, on_result=progress,
-                        variants=[v.strip() for v in a.variants.split(",") if v.strip()],
-                        channels_last=a.channels_last, winograd=a.winograd)
-    if a.json:
-        for r in results:
-            print(json.dumps(r))
-    else:
-        print(f"device {a.device}, {torch.get_num_threads()} thread(s), batch 1, {a.repeats} repeats, "
-              f"torch {torch.__version__}")
-        print(format_table(results))
-    if a.plot:
-        plot(results, a.plot, title=f"{a.device}, {torch.get_num_threads()} thread(s), batch 1")
-        logger.info(f"bench: wrote {a.plot}")
-    return 0

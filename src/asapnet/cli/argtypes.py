@@ -7,6 +7,8 @@ import argparse
 import math
 import re
 
+from ..options import PRECISION_CHOICES
+
 
 def _int(s: str, what: str) -> int:
     try:
@@ -87,3 +89,14 @@ def device(s: str) -> str:
     if d == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise argparse.ArgumentTypeError(f"{s!r}: MPS is not available on this machine (use --device cpu)")
     return d
+
+
+def add_device_arg(p: argparse.ArgumentParser, note: str = "") -> None:
+    """``--device cpu|cuda|cuda:N|mps`` (default cpu), checked when parsed (:func:`asapnet.argtypes.device`)."""
+    p.add_argument("--device", type=device, default="cpu",
+                   help="cpu (default), cuda, cuda:N or mps" + (f"; {note}" if note else ""))
+
+
+def add_precision_arg(p: argparse.ArgumentParser, note: str) -> None:
+    """``--precision fp32|bf16|fp16`` (default fp32)."""
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32", help=f"fp32 (default), bf16 or fp16; {note}")

@@ -12,7 +12,6 @@ import importlib
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 # Nothing heavy at module level: the parsers (asapnet.cli.parsers) import no torch, and each command

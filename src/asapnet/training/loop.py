@@ -14,8 +14,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from .run_dir import (METRICS_FILE, RUN_FILE, STATE_FILE, StopSignals, TrainingInterrupted, _stop_signal,
-                      drop_metrics_after)
+from .run_dir import METRICS_FILE, RUN_FILE, STATE_FILE, StopSignals, TrainingInterrupted, drop_metrics_after
 from .batches import _ResumableSampler, _infinite
 from .trainer import Trainer
 
@@ -132,3 +131,15 @@ def _loop(trainer: Trainer, batches: Iterator[tuple], val_dataset: Optional[Data
         if last:
             break
     return trainer
+
+
+def _stop_signal(stop: StopSignals, trainer: "Trainer") -> int:
+    """The signal that asks training to stop (0: none); under torchrun the largest over the
+    processes, so that every process leaves the loop after the same step."""
+    signum = stop.signum or 0
+    if trainer.distributed:
+        on_gpu = dist.get_backend() == "nccl"
+        t = torch.tensor([signum], dtype=torch.int64, device=trainer.device if on_gpu else "cpu")
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        signum = int(t.item())
+    return signum

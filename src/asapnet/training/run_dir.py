@@ -10,9 +10,6 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-import torch
-import torch.distributed as dist
-
 from ..checkpoint import write_text_atomic
 
 STATE_FILE = "state.safetensors"
@@ -121,18 +118,6 @@ class StopSignals:
         for s, h in self._previous.items():
             signal.signal(s, signal.SIG_DFL if h is None else h)  # None: a handler not set from Python
         self._previous.clear()
-
-
-def _stop_signal(stop: StopSignals, trainer: "Trainer") -> int:
-    """The signal that asks training to stop (0: none); under torchrun the largest over the
-    processes, so that every process leaves the loop after the same step."""
-    signum = stop.signum or 0
-    if trainer.distributed:
-        on_gpu = dist.get_backend() == "nccl"
-        t = torch.tensor([signum], dtype=torch.int64, device=trainer.device if on_gpu else "cpu")
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        signum = int(t.item())
-    return signum
 
 
 def drop_metrics_after(path: str | Path, step: int) -> None:
