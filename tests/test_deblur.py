@@ -16,9 +16,9 @@ from PIL import Image
 from asapnet.checkpoint import load_generator
 from asapnet.config import TrainConfig
 from asapnet.data import cityscapes_pairs, list_images
-from asapnet.data.blur import (BlurConfig, BlurTestDataset, PairedBlurDataset, SyntheticBlurDataset, blur,
-                               blur_seed, deterministic_blur, gopro_pairs, load_rgb, motion_trajectory,
-                               random_kernel, trajectory_kernel)
+from asapnet.data.blur_kernels import BlurConfig, motion_trajectory, random_kernel, trajectory_kernel
+from asapnet.data.blur import (BlurTestDataset, PairedBlurDataset, SyntheticBlurDataset, blur, blur_seed,
+                               deterministic_blur, gopro_pairs, load_rgb)
 from asapnet.data.datasets import LabelPhotoDataset
 from asapnet.data.io import DataError
 from asapnet.training.gan_variants import MSGTrainer, WGANGPConfig, WGANGPTrainer

@@ -342,7 +342,7 @@ class DiscriminatorConfig:
 
 @dataclass
 class TrainConfig:
-    """Options of :func:`asapnet.train.train` (SPADE optimisation procedure, paper §3.4).
+    """Options of :func:`asapnet.training.loop.train` (SPADE optimisation procedure, paper §3.4).
 
     Attributes:
         steps: total generator steps to run (a resumed run stops at the same total).
@@ -365,7 +365,7 @@ class TrainConfig:
         device: where the models train (``cpu``, ``cuda``, ``cuda:N``, ``mps``).
         precision: ``fp32``; ``bf16`` (``torch.autocast`` around the forward passes and losses,
             any device); ``fp16`` (autocast plus gradient scaling, CUDA only). Weights and
-            optimiser states stay float32 (:class:`asapnet.train.Trainer`).
+            optimiser states stay float32 (:class:`asapnet.training.trainer.Trainer`).
     """
 
     steps: int = 1000

@@ -31,7 +31,7 @@ EVALUATE_DATASETS = ("cityscapes-pix2pix", "facades", "cityscapes")
 #: ``asapnet export``: ONNX opsets of the TorchScript and the torch.export (``--dynamo``) exporters.
 ONNX_DEFAULT_OPSET = 17
 ONNX_DEFAULT_OPSET_DYNAMO = 18
-#: ``asapnet convert --from`` / ``--dataset`` (see :data:`asapnet.convert.DATASET_DEFAULTS`).
+#: ``asapnet convert --from`` / ``--dataset`` (see :data:`asapnet.convert.options.DATASET_DEFAULTS`).
 CONVERT_SOURCES = ("asapnet", "spade", "pix2pixhd")
 CONVERT_DATASETS = ("ade20k", "cityscapes", "coco", "facades")
 #: ``asapnet train --task segment --seg-arch``.

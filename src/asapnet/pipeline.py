@@ -90,7 +90,7 @@ class Translator:
         model, meta: a generator and its metadata (see :func:`load_model`).
         device: where the model runs; inputs are moved there.
         mode: how inputs larger than the training size are translated
-            (:func:`asapnet.translate.run_generator`).
+            (:func:`asapnet.tasks.translate.run.run_generator`).
 
     Raises (on call):
         asapnet.data.io.DataError: unreadable file, ids out of range, size mismatch.
@@ -123,7 +123,7 @@ class Translator:
     def encode(self, label: LabelInput, instance: Optional[LabelInput] = None) -> torch.Tensor:
         """The generator input (1, num_classes [+1], H, W) float32 of a label map (+ instance
         map): class ids or Cityscapes colours as in the model's training files (CMP Facades:
-        ids 1..12), read by :func:`asapnet.translate.label_ids_from_array`."""
+        ids 1..12), read by :func:`asapnet.tasks.translate.run.label_ids_from_array`."""
         from .data.io import read_label
         from .tasks.translate.run import encode_labels, label_ids_from_array, read_label_ids
 

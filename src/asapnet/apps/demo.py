@@ -21,7 +21,7 @@ sent in time, 411/413 missing or oversized body (checked from ``Content-Length``
 before it is decoded, 503 ``{"error": "busy, retry"}`` (``Retry-After``) when ``max_concurrent``
 translations are already running or every connection slot is taken, 500 a bug. Uploads are
 read through :mod:`asapnet.data.io`, so corrupt files give the same one-line errors as the
-command line. Hardening (timeouts, connection cap, same-origin rule): :mod:`asapnet.httpguard`.
+command line. Hardening (timeouts, connection cap, same-origin rule): :mod:`asapnet.apps.httpguard`.
 """
 from __future__ import annotations
 
@@ -51,7 +51,6 @@ from ..data.io import DataError
 from .httpguard import (DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, RETRY_AFTER, GuardedHandler, GuardedHTTPServer,
                         Reject, exposure_warning)
 from ..inference.optimize import prepare_for_inference
-# the CLI's argument builder lives in asapnet.parsers (no torch); re-exported here
 from ..tasks.translate.run import find_instance_map, label_to_input, model_train_size, run_generator
 
 logger = logging.getLogger(__name__)
@@ -258,7 +257,7 @@ def _decode_file(obj, what: str) -> Optional[Tuple[str, bytes]]:
 
 class DemoHandler(GuardedHandler):
     """Request handler; the server's ``app`` attribute is the :class:`DemoApp`. Timeouts, the
-    same-origin rule and JSON errors come from :class:`asapnet.httpguard.GuardedHandler`."""
+    same-origin rule and JSON errors come from :class:`asapnet.apps.httpguard.GuardedHandler`."""
 
     server_version = "asapnet-demo"
 
@@ -266,7 +265,7 @@ class DemoHandler(GuardedHandler):
         app: DemoApp = self.server.app
         path = self.path.split("?", 1)[0]
         if path in ("/", "/index.html"):
-            self._send(200, PAGE.encode(), "text/html; charset=utf-8", {"X-Frame-Options": "DENY"})
+            self._send(200, _page(), "text/html; charset=utf-8", {"X-Frame-Options": "DENY"})
         elif path == "/api/info":
             self._json(200, app.info())
         else:
@@ -324,73 +323,9 @@ def make_server(app: DemoApp, host: str = "127.0.0.1", port: int = 8000, timeout
     return server
 
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>ASAP-Net demo</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
- body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; max-width: 1100px; }
- h1 { font-size: 1.4rem; margin: 0 0 .3rem; } .sub { color: #666; margin-bottom: 1rem; }
- fieldset { border: 1px solid #ccc; border-radius: 6px; margin: 0 0 .8rem; padding: .6rem .9rem; }
- legend { font-weight: 600; } button { padding: .35rem .9rem; }
- .row { display: flex; gap: .8rem 1.2rem; align-items: center; flex-wrap: wrap; }
- #error { color: #b00020; white-space: pre-wrap; min-height: 1.2em; }
- #runtime { font-size: 1.1rem; font-weight: 600; min-height: 1.3em; }
- .imgs { display: flex; gap: 12px; flex-wrap: wrap; } figure { margin: 0; flex: 1 1 400px; }
- figure img { width: 100%; border: 1px solid #ddd; background: #f4f4f4; min-height: 60px; }
- figcaption { color: #555; font-size: .9rem; }
-</style></head>
-<body>
-<h1>ASAP-Net: label map &rarr; photo</h1>
-<div class="sub" id="model">loading model info&hellip;</div>
-<fieldset><legend>Shipped example</legend><div class="row">
- <select id="example"></select><button id="run-example">Translate example</button></div></fieldset>
-<fieldset><legend>Your label map</legend><div class="row">
- <label>label map (class-id PNG) <input type="file" id="label" accept="image/*"></label>
- <label id="inst-label">instance map <input type="file" id="instance" accept="image/*"></label>
- <button id="run-upload">Translate upload</button></div></fieldset>
-<div id="runtime"></div><div id="error"></div>
-<div class="imgs">
- <figure><img id="input" alt="label map"><figcaption>label map (colourised)</figcaption></figure>
- <figure><img id="result" alt="translation"><figcaption id="result-caption">translation</figcaption></figure>
-</div>
-<script>
-const $ = (id) => document.getElementById(id);
-async function info() {
-  const r = await (await fetch('/api/info')).json();
-  $('model').textContent = `model: ${r.model} · ${r.num_classes} classes` +
-    (r.use_instance ? ' + instance edges' : '') + ` · ${r.threads} CPU thread(s)`;
-  for (const name of r.examples) { const o = document.createElement('option'); o.value = o.textContent = name; $('example').appendChild(o); }
-  if (!r.examples.length) { $('run-example').disabled = true; }
-  $('inst-label').firstChild.textContent = r.use_instance ? 'instance map (needed) ' : 'instance map (not used) ';
-}
-function readFile(input) {
-  const f = input.files[0];
-  if (!f) return Promise.resolve(null);
-  return new Promise((ok, fail) => { const rd = new FileReader();
-    rd.onload = () => ok({name: f.name, data: rd.result.split(',', 2)[1] || ''}); rd.onerror = fail; rd.readAsDataURL(f); });
-}
-async function translate(body) {
-  $('error').textContent = ''; $('runtime').textContent = 'translating…';
-  $('result').removeAttribute('src'); $('input').removeAttribute('src');
-  try {
-    const resp = await fetch('/api/translate', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)});
-    const r = await resp.json();
-    if (!resp.ok) { $('runtime').textContent = ''; $('error').textContent = r.error; return; }
-    $('input').src = r.input; $('result').src = r.output;
-    $('result-caption').textContent = `translation, ${r.width}x${r.height}`;
-    $('runtime').textContent = `runtime: ${r.ms} ms (forward pass, ${r.width}x${r.height})`;
-  } catch (e) { $('runtime').textContent = ''; $('error').textContent = String(e); }
-}
-$('run-example').onclick = () => translate({example: $('example').value});
-$('run-upload').onclick = async () => {
-  const label = await readFile($('label'));
-  if (!label) { $('error').textContent = 'choose a label map first'; return; }
-  const instance = await readFile($('instance'));
-  translate(instance ? {label, instance} : {label});
-};
-info();
-</script></body></html>
-"""
+def _page() -> bytes:
+    """The demo's single page (``asapnet/static/demo.html``)."""
+    return (resources.files("asapnet") / "static" / "demo.html").read_bytes()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from ..console import progress as _progress
 from ..models import create_model
 from ..inference.optimize import optimize_for_inference
 from ..inference.winograd import convert_winograd
-# the CLI's argument builder and its constants live in asapnet.parsers (no torch); re-exported here
+# choices shared with the command line (asapnet.options, no torch)
 from ..options import BENCH_VARIANTS as VARIANTS, parse_sizes  # noqa: F401
 from .inputs import PeakMemory, asap_preset_for, build_model, count_gflops, random_label_input
 
@@ -139,7 +139,7 @@ def benchmark(models: Sequence[str], sizes: Sequence[Size], repeats: int = 5, de
         channels_last: convert every model's weights to channels-last memory format (so the
             layout choice is the same for ASAP and the baselines).
         winograd: run every model's wide 3x3 convolutions by Winograd F(2x2, 3x3)
-            (:func:`asapnet.models.winograd.convert_winograd`), ASAP and baselines alike.
+            (:func:`asapnet.inference.winograd.convert_winograd`), ASAP and baselines alike.
 
     Returns:
         Dicts with keys model, size ("HxW"), height, width, preset (ASAP only, else None),

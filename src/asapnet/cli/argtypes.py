@@ -92,7 +92,7 @@ def device(s: str) -> str:
 
 
 def add_device_arg(p: argparse.ArgumentParser, note: str = "") -> None:
-    """``--device cpu|cuda|cuda:N|mps`` (default cpu), checked when parsed (:func:`asapnet.argtypes.device`)."""
+    """``--device cpu|cuda|cuda:N|mps`` (default cpu), checked when parsed (:func:`asapnet.cli.argtypes.device`)."""
     p.add_argument("--device", type=device, default="cpu",
                    help="cpu (default), cuda, cuda:N or mps" + (f"; {note}" if note else ""))
 

@@ -90,7 +90,7 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, **{name: _lazy_command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``asapnet`` argument parser (:func:`asapnet.parsers.build_parser`); imports no task module."""
+    """The ``asapnet`` argument parser (:func:`asapnet.cli.parsers.build_parser`); imports no task module."""
     from .parsers import build_parser as build
 
     return build(description=__doc__.splitlines()[0])
@@ -100,7 +100,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run one ``asapnet`` command; returns its exit status.
 
     One error path: a bad command line (argparse, including the ``type=`` checks of
-    :mod:`asapnet.argtypes`) and every user error raised by a command (:class:`DataError`,
+    :mod:`asapnet.cli.argtypes`) and every user error raised by a command (:class:`DataError`,
     ``ValueError`` from config validation, ``FileNotFoundError``, ``PermissionError``,
     ``IsADirectoryError`` and other ``OSError`` such as a read-only or full output folder, missing
     pretrained weights) print exactly one line ``asapnet <command>: error: <message>`` on stderr

@@ -1,14 +1,12 @@
 """The command line's argument parsers, built without importing torch or any task module.
 
-``asapnet --help`` (and every parse) only needs this module, :mod:`asapnet.argtypes`,
-:mod:`asapnet.config` (for a constant) and :mod:`asapnet.httpguard` (for two); the task modules
-(:mod:`asapnet.evaluate`, :mod:`asapnet.denoise`, ...) are imported by the command that runs.
-The choices and defaults the options name live here, and the task modules import them from here
-(one definition), except :data:`CONVERT_DATASETS`, which restates what :mod:`asapnet.convert`
-derives from its option tables (``tests/test_cli_options.py`` checks that they agree).
-
-Each task module still exports its own builders (``asapnet.denoise.add_denoise_parser`` ...),
-which are these functions.
+``asapnet --help`` (and every parse) only needs this package (:mod:`.parsers`, :mod:`.task_args`,
+:mod:`.argtypes`), :mod:`asapnet.options` (the choices and defaults the options name, one definition
+shared with the library), :mod:`asapnet.config` (for a constant) and :mod:`asapnet.apps.httpguard`
+(for two); the task modules (:mod:`asapnet.tasks.translate`, :mod:`asapnet.tasks.denoise`, ...) are
+imported by the command that runs. :data:`asapnet.options.CONVERT_DATASETS` restates what
+:mod:`asapnet.convert.options` derives from its option tables (``tests/test_cli_options.py`` checks
+that they agree).
 """
 from __future__ import annotations
 
@@ -136,7 +134,7 @@ def add_translate_parser(sub) -> argparse.ArgumentParser:
                         "upsample the output; native = run at the input size as is")
     p.add_argument("--threads", type=positive_int, default=None)
     add_device_arg(p)
-    add_precision_arg(p, "the whole generator runs in that dtype (asapnet.models.inference."
+    add_precision_arg(p, "the whole generator runs in that dtype (asapnet.inference.optimize."
                          "optimize_for_inference), outputs come back as float32; fp16 needs cuda or mps")
     return p
 

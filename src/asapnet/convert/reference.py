@@ -42,7 +42,6 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 
-# the CLI's argument builder lives in asapnet.parsers (no torch); re-exported here
 from .state_dict import Converted, PathLike, _upgrade_old_spectral_norm, load_reference_state_dict
 from .options import ReferenceOptions, reference_options
 from .asap import _convert_asap

@@ -39,7 +39,7 @@ from torch.nn.utils import parametrize
 
 from ..models.asap import ASAPGenerator, tent_downsample
 from .optimize import prepare_for_inference
-# the CLI's argument builder lives in asapnet.parsers (no torch); re-exported here
+# choices shared with the command line (asapnet.options, no torch)
 from ..options import ONNX_DEFAULT_OPSET, ONNX_DEFAULT_OPSET_DYNAMO
 
 logger = logging.getLogger(__name__)

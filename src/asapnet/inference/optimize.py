@@ -115,7 +115,7 @@ def optimize_for_inference(model: nn.Module, precision: str = "fp32", channels_l
             fast path is a loop over reused buffers that compilation does not improve; other
             models: the whole forward). The first call compiles (tens of seconds on CPU).
         winograd: replace every wide (>= 256 channels) 3x3 stride-1 convolution by Winograd
-            F(2x2, 3x3) (:func:`asapnet.models.winograd.convert_winograd`): 2.25x fewer
+            F(2x2, 3x3) (:func:`asapnet.inference.winograd.convert_winograd`): 2.25x fewer
             multiply-adds in those layers, same outputs up to float32 rounding. Any model (ASAP:
             the 1024-wide LR blocks; pix2pixHD: the residual blocks; SPADE: the wide blocks).
 

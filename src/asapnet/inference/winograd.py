@@ -139,7 +139,7 @@ def is_winograd_compatible(m: nn.Module, min_channels: int = 256) -> bool:
 def convert_winograd(model: nn.Module, min_channels: int = 256) -> nn.Module:
     """Replace, in place, every 3x3 stride-1 convolution of ``model`` with at least
     ``min_channels`` input and output channels by a :class:`WinogradConv2d` (inference only;
-    call after :func:`asapnet.models.inference.prepare_for_inference` so that spectral norm is
+    call after :func:`asapnet.inference.optimize.prepare_for_inference` so that spectral norm is
     folded). Narrow convolutions stay: for them the tile transforms cost more than the products
     they save. Returns ``model``.
     """

@@ -3,8 +3,8 @@
 :func:`restore_files` reads each file, optionally degrades it deterministically (then the file is
 taken as the clean reference), runs the model, saves ``<stem>.png`` (and ``<stem><suffix>.png``
 for the degraded input) and logs one line per file. The task modules pass their own reader,
-degradation, forward, writer and metric (:func:`asapnet.deblur.deblur_files`,
-:func:`asapnet.denoise.denoise_files`).
+degradation, forward, writer and metric (:func:`asapnet.tasks.deblur.run.deblur_files`,
+:func:`asapnet.tasks.denoise.run.denoise_files`).
 """
 from __future__ import annotations
 

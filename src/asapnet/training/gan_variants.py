@@ -47,7 +47,7 @@ class WGANGPConfig:
 
 
 class WGANGPTrainer(Trainer):
-    """:class:`asapnet.train.Trainer` with DeblurGAN's WGAN-GP critic and content loss.
+    """:class:`asapnet.training.trainer.Trainer` with DeblurGAN's WGAN-GP critic and content loss.
 
     ``cfg.gan`` must be True and ``cfg.lambda_vgg`` 0 (the content loss lives in ``gp``).
     ``cfg.lr_g``/``cfg.lr_d`` are the Adam learning rates (DeblurGAN: 1e-4 both), betas come
@@ -129,8 +129,8 @@ class WGANGPTrainer(Trainer):
 
 
 class MSGTrainer(Trainer):
-    """:class:`asapnet.train.Trainer` for :class:`~asapnet.models.msg_unet.MSGUNet`: the hinge GAN
-    of :mod:`asapnet.train` with one PatchGAN per output scale (MSG U-Net §2.2-2.3): every scale's
+    """:class:`asapnet.training.trainer.Trainer` for :class:`~asapnet.models.msg_unet.MSGUNet`: the hinge GAN
+    of :mod:`asapnet.training` with one PatchGAN per output scale (MSG U-Net §2.2-2.3): every scale's
     discriminator sees [source, image] at that scale; the generator gets the hinge loss and
     ``cfg.lambda_feat`` x feature matching summed over scales, plus ``cfg.lambda_vgg`` x VGG on the
     finest output and ``cfg.lambda_l1`` x L1 on every scale.

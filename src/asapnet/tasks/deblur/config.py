@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ...data.blur import BlurConfig
+from ...data.blur_kernels import BlurConfig
 from ...data.datasets import data_root
 from ...data.io import DataError, PathLike, list_images
 

@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from ...data.blur import BlurConfig, load_rgb, deterministic_blur, to_uint8_image
+from ...data.blur_kernels import BlurConfig
+from ...data.blur import load_rgb, deterministic_blur, to_uint8_image
 from ...data.io import PathLike
 from ..restore import restore_files
 from .evaluate import measure, run_model

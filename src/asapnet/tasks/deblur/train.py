@@ -1,29 +1,5 @@
-"""Motion deblurring with DeblurGAN, ASAP-Net and the MSG U-Net.
-
-Library functions:
-
-* :class:`WGANGPTrainer` - DeblurGAN's optimisation (CVPR 2018 §3.1): a PatchGAN critic trained
-  with the Wasserstein loss and gradient penalty (λ_GP = 10, 5 critic steps per generator step),
-  the generator with -E[D(G(x))] + λ_content * MSE(VGG19 conv3_3) (λ 100) (+ optional L1); Adam
-  lr 1e-4, betas (0.5, 0.999). It is a :class:`asapnet.train.Trainer`, so checkpoints are the
-  atomic safetensors files of :mod:`asapnet.checkpoint` and ``train(..., resume=True)`` resumes.
-* :class:`MSGTrainer` - MSG U-Net training (hinge GAN with one PatchGAN per output scale,
-  feature matching, optional VGG/L1), for label->photo and image->image.
-* :func:`train_deblur` - train a generator on synthetic blur (:mod:`asapnet.data.blur`) or on
-  GoPro-style pairs, optionally within a wall-clock budget.
-* :func:`evaluate_deblur` - PSNR/SSIM (and FID when its weights exist) on a held-out set with
-  deterministic blur, for several models side by side (the blurred input is the first row).
-* :func:`deblur_files`, :func:`time_models`.
-
-Value convention: images are float32 (N, 3, H, W) in [-1, 1] inside the models; metrics are on
-the 0-255 scale (data_range 255) after rounding outputs to 8 bits, PSNR per image then averaged,
-SSIM with torchmetrics' 11x11 Gaussian window.
-
-CLI glue (wired into :mod:`asapnet.cli` by the lead): :func:`add_train_deblur_args`,
-:func:`cmd_train_deblur`, :func:`add_evaluate_deblur_args`, :func:`cmd_evaluate_deblur`,
-:func:`add_deblur_parser`, :func:`cmd_deblur`. Stand-alone:
-``python -m asapnet.deblur {train,evaluate,deblur} ...``.
-"""
+"""Deblurring training: :func:`train_deblur` (synthetic blur or GoPro-style pairs, optionally within a
+wall-clock budget) and ``asapnet train --task deblur`` (:func:`cmd_train_deblur`)."""
 from __future__ import annotations
 
 import argparse
@@ -40,7 +16,6 @@ from ...console import quiet as _quiet
 from ...data.blur import BlurTestDataset, PairedBlurDataset, SyntheticBlurDataset
 from ...data.io import PathLike, list_images
 from ...models.msg_unet import MSGUNet
-# the CLI's argument builders live in asapnet.parsers (no torch); re-exported here
 from ...training.trainer import Trainer
 from ...training.loop import train
 from ...training.run_dir import prepare_run_dir
@@ -72,7 +47,7 @@ def train_deblur(model: nn.Module, model_name: str, model_config: Dict[str, Any]
                  content: Optional[nn.Module] = None) -> Trainer:
     """Train a deblurring generator with DeblurGAN's losses (``gp``), for an MSG U-Net with
     :class:`MSGTrainer` (``gp`` ignored), or, with ``cfg.gan=False``, with the reconstruction
-    losses of ``cfg`` only (``lambda_l1``/``lambda_l2``; plain :class:`asapnet.train.Trainer`).
+    losses of ``cfg`` only (``lambda_l1``/``lambda_l2``; plain :class:`asapnet.training.trainer.Trainer`).
 
     Data: synthetic blur on :func:`default_split`'s training photos (or on ``data.sharp_dir``), or
     ``data.gopro`` pairs. Validation (``data.val_images``) uses :func:`default_split`'s test photos.

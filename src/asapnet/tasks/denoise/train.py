@@ -1,21 +1,5 @@
-"""Gaussian image denoising with ASAP-Net and the DnCNN baseline.
-
-Library functions:
-
-* :func:`train_denoiser` - supervised L2 (or L1) training on Train400 patches through
-  :func:`asapnet.train.train` (no GAN, no VGG), resumable;
-* :func:`evaluate_denoiser` - PSNR/SSIM/ms per (dataset, σ) on a folder of clean test images with
-  deterministic noise;
-* :func:`denoise_files` - run a model on image files.
-
-Value convention (see :mod:`asapnet.data.denoise`): images in [0, 1] inside the models, σ on the
-0-255 scale, noise added in float without clipping; metrics on the 0-255 scale after clipping and
-rounding the output to 8 bits (as DnCNN's ``im2uint8`` evaluation), data_range 255.
-
-CLI glue (wired into :mod:`asapnet.cli` by the lead): :func:`cmd_train_denoise`,
-:func:`cmd_evaluate_denoise`, :func:`cmd_denoise` and the argument helpers. The same commands run
-stand-alone as ``python -m asapnet.denoise {train,evaluate,denoise} ...``.
-"""
+"""Denoising training: :class:`DenoiseTrainer` (supervised L2 / L1, no GAN), the learning-rate schedule,
+:func:`train_denoiser` and ``asapnet train --task denoise`` (:func:`cmd_train_denoise`)."""
 from __future__ import annotations
 
 import argparse
@@ -35,7 +19,6 @@ from ...data.datasets import data_root
 from ...data.denoise import DenoisePatchDataset, NoisyTestDataset
 from ...data.io import PathLike, list_images
 from ...models.asap import ASAPGenerator
-# the CLI's argument builders live in asapnet.parsers (no torch); re-exported here
 from ...training.trainer import Trainer
 from ...training.loop import train
 from ...training.run_dir import prepare_run_dir
@@ -72,7 +55,7 @@ def lr_at_fraction(progress: float, base: float, hold: float = 0.5, final: float
 
 
 class DenoiseTrainer(Trainer):
-    """:class:`asapnet.train.Trainer` for [0, 1] gray images: sample grids without the [-1, 1]
+    """:class:`asapnet.training.trainer.Trainer` for [0, 1] gray images: sample grids without the [-1, 1]
     rescaling and validation PSNR/SSIM with the denoising protocol (0-255, clipped, rounded)."""
 
     def save_samples(self) -> Path:

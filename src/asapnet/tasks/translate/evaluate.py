@@ -27,7 +27,7 @@ Metrics (paper §4.1, Fig. 6, Fig. 11; every figure is a mean over the scored im
   standard InceptionV3 weights, or reported as unavailable with the reason;
 * ``segscore``: mIoU / pixel accuracy / per-class IoU of a segmentation network run on the generated
   photos against the input label maps, and the same on the real photos (the ceiling)
-  (:mod:`asapnet.segment`);
+  (:mod:`asapnet.tasks.segment`);
 * ``lpips``: LPIPS-AlexNet (torchmetrics) when its ImageNet backbone weights can be loaded,
   otherwise reported as unavailable (never an error);
 * ``tile_contrast``: mean colour difference between the two largest classes inside the S x S tiles

@@ -239,7 +239,7 @@ def translate_files(model: nn.Module, meta: Dict, inputs: Iterable[Path], out_di
     """Translate label-map files into photos written to ``out_dir/<stem>.png``, at the label
     maps' own size (``mode``: see :func:`run_generator`).
 
-    ``model`` may be the :class:`~asapnet.models.inference.CastInference` wrapper of
+    ``model`` may be the :class:`~asapnet.inference.optimize.CastInference` wrapper of
     ``optimize_for_inference(model, precision="bf16" | "fp16")``: the generator inside then runs
     in that dtype (ASAP-Net keeps its ``pixelwise`` mode). Inputs go to ``device`` (default: the
     device of ``model``'s weights; move the model first), outputs come back to the CPU as float32
