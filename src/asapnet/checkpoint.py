@@ -381,8 +381,17 @@ def init_from_checkpoint(model: nn.Module, path: PathLike) -> Dict[str, Any]:
         names or shapes do not fit ``model`` (the message names the file).
     """
     tensors, meta = _generator_tensors(path)
+    from .models.asap import ASAPGenerator, rescale_hr_weights
+    target = None
+    if isinstance(model, ASAPGenerator):  # an ASAP checkpoint with the other hr_weight_scale: same function
+        src = (meta.get("config") or {}).get("hr_weight_scale", "fan_in")
+        if src != model.cfg.hr_weight_scale:
+            target = model.cfg.hr_weight_scale
+            rescale_hr_weights(model, src)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as e:
         raise ValueError(f"{path}: weights of a {meta['model']!r} checkpoint do not fit this model: {e}") from None
+    if target is not None:
+        rescale_hr_weights(model, target)
     return meta

@@ -26,6 +26,8 @@ LR_PADDINGS = ("zeros", "reflect", "replicate")
 S1_FILTERS = ("antialias", "tent")
 #: How the LR stream's parameter grid is upsampled to full resolution (:attr:`ASAPConfig.param_upsampling`).
 PARAM_UPSAMPLINGS = ("nearest", "bilinear", "blend")
+#: How the predicted MLP weights are scaled before use (:attr:`ASAPConfig.hr_weight_scale`).
+HR_WEIGHT_SCALES = ("fan_in", "none")
 
 #: Values of the :class:`ASAPConfig` fields added with the reference-faithful architecture, for
 #: checkpoints whose metadata predates them (their first LR conv was not normalised, the HR leaky
@@ -187,6 +189,15 @@ class ASAPConfig:
             above): continuous like ``"bilinear"``, but each MLP stays one trained network, so
             a pixel's label changes its colour as sharply as with ``"nearest"``; also four
             products per layer and pixel. docs/translation.md measures the three.
+        hr_weight_scale: ``"fan_in"``: the MLP weights the LR stream predicts are multiplied by
+            1/sqrt(c_in) of their layer before use (biases are not). ``"none"``: used as
+            predicted, as in the reference implementation. Both start from the same function
+            (:func:`asapnet.models.asap.init_asap_hypernetwork` scales the head to match) but
+            train differently: with ``"fan_in"`` Adam moves every MLP weight sqrt(c_in) (7-8)
+            times slower than every MLP bias, and a label->photo model learns to paint each tile
+            through its biases while its per-pixel label input is nearly ignored
+            (docs/translation.md). A trained model can be rescaled from one to the other without
+            changing its output (:func:`asapnet.models.asap.rescale_hr_weights`).
     """
 
     in_channels: int = CITYSCAPES_NUM_CLASSES + 1
@@ -211,6 +222,7 @@ class ASAPConfig:
     lr_padding: str = "zeros"
     s1_filter: str = "antialias"
     param_upsampling: str = "nearest"
+    hr_weight_scale: str = "fan_in"
 
     def __post_init__(self) -> None:
         for name in ("s1", "s2"):
@@ -235,6 +247,9 @@ class ASAPConfig:
             raise ValueError(f"ASAPConfig.lr_padding must be one of {'|'.join(LR_PADDINGS)}, got {self.lr_padding!r}")
         if self.s1_filter not in S1_FILTERS:
             raise ValueError(f"ASAPConfig.s1_filter must be one of {'|'.join(S1_FILTERS)}, got {self.s1_filter!r}")
+        if self.hr_weight_scale not in HR_WEIGHT_SCALES:
+            raise ValueError(f"ASAPConfig.hr_weight_scale must be one of {'|'.join(HR_WEIGHT_SCALES)}, "
+                             f"got {self.hr_weight_scale!r}")
         if self.param_upsampling not in PARAM_UPSAMPLINGS:
             raise ValueError(f"ASAPConfig.param_upsampling must be one of {'|'.join(PARAM_UPSAMPLINGS)}, "
                              f"got {self.param_upsampling!r}")

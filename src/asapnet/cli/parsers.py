@@ -96,6 +96,10 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                         "S x S tile (nearest, the paper), parameters blended bilinearly between tile centres "
                         "(bilinear), or the four nearest tiles' MLP outputs blended (blend); the last two "
                         "have no tile seams and cost 4x the HR stream's products; default: the preset's")
+    p.add_argument("--hr-weight-scale", choices=["fan_in", "none"], default=None,
+                   help="train, ASAP: predicted MLP weights multiplied by 1/sqrt(c_in) (fan_in) or used as "
+                        "predicted (none, the reference; weights then learn as fast as biases); with --init "
+                        "the checkpoint is rescaled to it; default: the preset's")
     p.add_argument("--head-modulation", type=non_negative_float, default=0.3,
                    help="translate, ASAP, --head-init hyper: std of the per-tile part of the initial MLP weights "
                         "(0 = every tile starts with the same MLP)")

@@ -4,7 +4,6 @@ tile-worker threads. :meth:`asapnet.models.asap.HRStream.forward` dispatches her
 reference path stays in :mod:`asapnet.models.asap`."""
 from __future__ import annotations
 
-import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, List, Tuple
 
@@ -92,7 +91,7 @@ def _tile_weights(hr: "HRStream", params: torch.Tensor) -> List[List[Tuple[torch
         layers = []
         for ci, co, ws, bs in slices:
             w = torch.empty(gh * gw, co, ci, dtype=params.dtype, device=params.device)
-            torch.mul(p[ws].view(ci, co, -1).permute(2, 1, 0), 1.0 / math.sqrt(ci), out=w)
+            torch.mul(p[ws].view(ci, co, -1).permute(2, 1, 0), hr.weight_gain(ci), out=w)
             layers.append((w, p[bs].t().unsqueeze(2).contiguous()))
         per_image.append(layers)
     return per_image

@@ -193,7 +193,8 @@ class HRStream(nn.Module):
     the pixel value (C - ``lr_only_channels`` channels) concatenated with the positional encoding
     (4 log2 S channels). The parameters of a tile are one column of
     the LR-stream output, laid out layer by layer as [W_l (c_in x c_out, row major), b_l (c_out)];
-    W_l is scaled by 1/sqrt(c_in) so that the predicted weights start at a sane magnitude.
+    W_l is scaled by 1/sqrt(c_in) (``cfg.hr_weight_scale="fan_in"``) or used as predicted
+    (``"none"``, the reference).
 
     With ``cfg.param_upsampling == "bilinear"`` every pixel's parameters are instead blended
     from the four tiles around it, with ``"blend"`` the outputs of the four tiles' MLPs
@@ -215,6 +216,11 @@ class HRStream(nn.Module):
         self.fast = True  # False: always the reference path (e.g. for tracing / ONNX export)
         self.workers: Optional[int] = None  # CPU tile-worker threads in forward_fast (None: torch's count)
         self.upsampling = cfg.param_upsampling  # "nearest" (paper) | "bilinear" | "blend"
+        self.weight_scale = cfg.hr_weight_scale  # "fan_in" | "none" (reference)
+
+    def weight_gain(self, c_in: int) -> float:
+        """Factor applied to a predicted weight of a layer with ``c_in`` inputs before use."""
+        return 1.0 / math.sqrt(c_in) if self.weight_scale == "fan_in" else 1.0
 
     def param_slices(self) -> List[Tuple[int, int, slice, slice]]:
         """Layout of one tile's P parameters: per layer (c_in, c_out, slice of W_l, slice of b_l),
@@ -227,7 +233,7 @@ class HRStream(nn.Module):
 
     def split_params(self, p: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """Split per-tile parameters (B, P) into [(W_l (B, c_in, c_out), b_l (B, 1, c_out))]."""
-        return [(p[:, ws].reshape(-1, ci, co) * (1.0 / math.sqrt(ci)), p[:, bs].reshape(-1, 1, co))
+        return [(p[:, ws].reshape(-1, ci, co) * self.weight_gain(ci), p[:, bs].reshape(-1, 1, co))
                 for ci, co, ws, bs in self.param_slices()]
 
     def mlp(self, h: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -352,7 +358,7 @@ class HRStream(nn.Module):
             for i, (ci, co, ws, bs) in enumerate([] if self.upsampling == "blend" else self.param_slices()):
                 # sum_k a_k (h W_k + b_k) = [a_1 h, .., a_4 h, a_1, .., a_4] @ [W_1; ..; W_4; b_1; ..; b_4]:
                 # one (T*T, 4 ci + 4) @ (4 ci + 4, co) product per dual tile
-                w = torch.cat([p[:, :, ws].reshape(nb, 4 * ci, co) * (1.0 / math.sqrt(ci)), p[:, :, bs]], 1)
+                w = torch.cat([p[:, :, ws].reshape(nb, 4 * ci, co) * self.weight_gain(ci), p[:, :, bs]], 1)
                 if whole:
                     ha = torch.cat([(h[:, :, None, :] * alpha[None, :, :, None]).reshape(nb, T * T, 4 * ci),
                                     alpha.expand(nb, -1, -1)], 2)
@@ -604,11 +610,41 @@ def init_asap_hypernetwork(model: ASAPGenerator, modulation: float = 0.3, last_l
     nn.init.normal_(head.weight, std=modulation / math.sqrt(c_feat * 0.5))  # ReLU features: E[f^2] ~ 0.5
     nn.init.zeros_(head.bias)
     slices = model.hr.param_slices()
-    for _, _, ws, _ in slices:
+    for ci, _, ws, _ in slices:
         head.bias[ws].normal_(std=math.sqrt(2.0))
+        g = model.hr.weight_gain(ci) * math.sqrt(ci)  # 1 for "fan_in"; the same MLP for "none"
+        head.weight[ws] /= g
+        head.bias[ws] /= g
     _, _, ws, bs = slices[-1]
     head.weight[ws.start:bs.stop] *= last_layer
     head.bias[ws] *= last_layer
+
+
+@torch.no_grad()
+def rescale_hr_weights(model: ASAPGenerator, scale: str) -> None:
+    """Switch a (trained) model's :attr:`ASAPConfig.hr_weight_scale` to ``scale`` without changing
+    its output: the LR-stream head rows that predict MLP weights are multiplied by the ratio of
+    the two gains (sqrt(c_in) per layer) and the model's config is updated in place.
+
+    Raises:
+        ValueError: ``scale`` not in ``("fan_in", "none")``.
+    """
+    import dataclasses
+
+    new = dataclasses.replace(model.cfg, hr_weight_scale=scale)  # validates
+    head, hr = model.lr.head, model.hr
+    if hr.weight_scale == scale:
+        return
+    old = hr.weight_scale
+    for ci, _, ws, _ in hr.param_slices():
+        hr.weight_scale = old
+        g_old = hr.weight_gain(ci)
+        hr.weight_scale = scale
+        f = g_old / hr.weight_gain(ci)
+        head.weight[ws] *= f
+        head.bias[ws] *= f
+    hr.weight_scale = scale
+    model.cfg = new
 
 
 @register_model("asap")

@@ -83,7 +83,7 @@ def cmd_train_translate(a: argparse.Namespace) -> int:
     if a.model == "asap":
         # an instance-edge channel goes to the LR stream only where the preset says so (reference)
         lr_only = asap_preset(a.preset).lr_only_channels if use_instance else 0
-        up = {"param_upsampling": a.param_upsampling} if getattr(a, "param_upsampling", None) else {}
+        up = {k: getattr(a, k) for k in ("param_upsampling", "hr_weight_scale") if getattr(a, k, None)}
         gcfg = asap_preset(a.preset, in_channels=in_ch, lr_only_channels=lr_only, **up)
         G = create_model("asap", cfg=gcfg)
         if a.head_init == "hyper":
