@@ -8,7 +8,7 @@ import cannot hide an upward dependency. Relative imports are resolved to module
 
 Layers, from the bottom (a module imports only its own layer or lower ones):
 
-    base      asapnet.options, asapnet.config, asapnet.console
+    base      asapnet.options, asapnet.validation, asapnet.config, asapnet.console
     library   asapnet.models, .data, .metrics, .losses, .inference, .checkpoint
     training  asapnet.training
     tasks     asapnet.tasks
@@ -131,7 +131,7 @@ def test_no_import_cycle():
 
 
 LAYERS = (
-    ("base", ("options", "config", "console")),
+    ("base", ("options", "validation", "config", "console")),
     ("library", ("models", "data", "metrics", "losses", "inference", "checkpoint")),
     ("training", ("training",)),
     ("tasks", ("tasks",)),
@@ -199,3 +199,16 @@ def test_cycle_finder_reports_a_cycle():
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) in (
         ["a", "b", "c", "a"], ["b", "c", "a", "b"], ["c", "a", "b", "c"])
     assert _find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+#: modules allowed over :data:`MAX_LINES`, with the reason
+LONG_MODULES = {
+    f"{PKG}.models.asap": "the reference ASAP-Net, kept in one file to read against the paper",
+}
+MAX_LINES = 400
+
+
+def test_modules_stay_short():
+    long = sorted(f"{m} ({n} lines)" for m, p in _modules().items()
+                  if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES and m not in LONG_MODULES)
+    assert not long, f"modules over {MAX_LINES} lines (split them by concern, or list them in LONG_MODULES): {long}"
