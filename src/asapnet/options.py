@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import math
+from importlib import resources
+from pathlib import Path
 from typing import List, Optional, Tuple
 
 Size = Tuple[int, int]
@@ -99,3 +101,8 @@ def check_precision(precision: str, device: str, training: bool = False) -> None
                          + "; on the CPU use --precision bf16 (or fp32)")
     raise ValueError(f"--precision fp16 training needs --device cuda (gradient scaling), not {device}; "
                      "use --precision bf16")
+
+
+def shipped_weights(name: str) -> Path:
+    """Path of a file shipped inside the package, ``asapnet/weights/<name>`` (it may be absent)."""
+    return Path(str(resources.files("asapnet") / "weights" / name))

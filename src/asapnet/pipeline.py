@@ -11,7 +11,6 @@ generator ``.safetensors`` written by ``asapnet train``, ``asapnet convert`` or
 """
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -19,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 from PIL import Image
+
+from .options import shipped_weights
 
 #: Shipped model names -> file in ``asapnet/weights``.
 SHIPPED: Dict[str, str] = {
@@ -36,7 +37,7 @@ def shipped_models() -> List[str]:
 
 
 def _shipped_path(name: str) -> Path:
-    return Path(str(resources.files("asapnet") / "weights" / SHIPPED[name]))
+    return shipped_weights(SHIPPED[name])
 
 
 def resolve(name_or_path: Union[str, Path]) -> Path:

@@ -1,7 +1,6 @@
 """Denoising models: the shipped checkpoints, :func:`build_denoiser` (ASAP-Net, DnCNN, SADNet) and running one."""
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
@@ -11,13 +10,13 @@ import torch.nn as nn
 from ...config import asap_preset
 from ...models import create_model
 from ...models.asap import init_asap_hypernetwork
-from ...options import (ASAP_DENOISE_CHECKPOINT as ASAP_CHECKPOINT, DNCNN_CHECKPOINT,  # noqa: F401
-                        SADNET_CHECKPOINT)
+from ...options import (ASAP_DENOISE_CHECKPOINT as ASAP_CHECKPOINT, DNCNN_CHECKPOINT, SADNET_CHECKPOINT,  # noqa: F401
+                        shipped_weights)
 
 
 def shipped_checkpoint(name: str = ASAP_CHECKPOINT) -> Path:
     """Path of a denoiser shipped inside the package (``asapnet/weights/<name>``)."""
-    return Path(str(resources.files("asapnet") / "weights" / name))
+    return shipped_weights(name)
 
 
 def build_denoiser(model: str = "asap", preset: str = "denoise-gray", depth: int = 17,

@@ -5,7 +5,6 @@ import argparse
 import logging
 import math
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -19,6 +18,7 @@ from ...data.cityscapes import COLOR_IDS, NUM_LABEL_IDS, colors_to_ids
 from ...data.datasets import _stem
 from ...data.io import DataError, check_output_paths, read_image, read_label
 from ...data.labels import instance_edges
+from ...options import shipped_weights
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ DEFAULT_CHECKPOINT = "cityscapes.safetensors"
 
 def default_checkpoint() -> Path:
     """Path of the Cityscapes model shipped inside the package (``asapnet/weights``)."""
-    return Path(str(resources.files("asapnet") / "weights" / DEFAULT_CHECKPOINT))
+    return shipped_weights(DEFAULT_CHECKPOINT)
 
 
 def find_instance_map(label_path: Path, instance_dir: Optional[Path] = None) -> Optional[Path]:

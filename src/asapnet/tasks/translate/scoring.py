@@ -13,7 +13,7 @@ from ...console import progress as _progress
 from ...data.datasets import LabelPhotoDataset, Pair, _stem
 from ...data.io import DataError
 from ...inference.optimize import model_device
-from ...options import EVALUATE_DATASETS as DATASETS
+from ...options import EVALUATE_DATASETS as DATASETS, shipped_weights
 
 #: dataset -> (folder under the data root, split that is scored, split the trivial images come from).
 SPLITS = {"cityscapes-pix2pix": ("cityscapes_pix2pix", "val", "train"), "facades": ("facades_cmp", "test", "train")}
@@ -48,11 +48,10 @@ SEGMENTER_FILES = {"cityscapes": SEGMENTER_WEIGHTS, "cityscapes-pix2pix": "segme
 def default_segmenter(dataset: str = "cityscapes") -> Optional[Path]:
     """The segmenter of ``dataset`` shipped in ``asapnet/weights`` (:data:`SEGMENTER_FILES`) if
     present, else ``None``."""
-    from importlib import resources
     name = SEGMENTER_FILES.get(dataset)
     if name is None:
         return None
-    p = Path(str(resources.files("asapnet") / "weights" / name))
+    p = shipped_weights(name)
     return p if p.is_file() else None
 
 
