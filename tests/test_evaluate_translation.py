@@ -2,7 +2,6 @@
 Cityscapes val split and the Facades test split, and the segmenter trained on those sets."""
 import argparse
 import json
-from argparse import Namespace
 
 import pytest
 import torch
@@ -221,14 +220,16 @@ def test_cli_compares_several_checkpoints(tmp_path, pix2pix, seg_path, capsys):
 
 @pytest.mark.parametrize("dataset", ["cityscapes-pix2pix", "facades"])
 def test_train_segment_on_a_split_dataset(tmp_path, data_root, dataset, pix2pix, facades):
+    from asapnet.tasks.segment.config import SegmentTrainOptions
     from asapnet.tasks.segment.train import cmd_train_segment
     from asapnet.tasks.segment.evaluate import segscore
     from asapnet.tasks.segment.build import load_segmenter, segmentation_classes
     from asapnet.tasks.translate.compare import open_split
 
-    a = Namespace(dataset=dataset, data=None, data_root=str(data_root), holdout=2, seg_limit=3,
-                  load_size=(64, 128), crop=(48, 96), steps=1, batch_size=1, seg_arch="lraspp_mobilenet_v3_large",
-                  seg_lr=1e-3, seed=0, threads=None, quiet=True, out=str(tmp_path / "seg"))
+    a = SegmentTrainOptions(dataset=dataset, data=None, data_root=str(data_root), holdout=2, seg_limit=3,
+                            load_size=(64, 128), crop=(48, 96), steps=1, batch_size=1,
+                            seg_arch="lraspp_mobilenet_v3_large", seg_lr=1e-3, seed=0, threads=None, quiet=True,
+                            out=str(tmp_path / "seg"))
     assert cmd_train_segment(a) == 0
     seg = load_segmenter(tmp_path / "seg" / "segmenter.safetensors")
     assert seg.dataset == dataset and seg.cfg.size == (64, 128)

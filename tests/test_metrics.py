@@ -1,7 +1,6 @@
 """Segmentation scores, FID (with an injected extractor), the segmenter and ``evaluate_translation``."""
 import json
 import math
-from argparse import Namespace
 
 import pytest
 import torch
@@ -246,12 +245,13 @@ def test_evaluate_translation_fid_with_injected_extractor_and_cli_json(eval_setu
 
 
 def test_cmd_train_segment_on_real_pairs(tmp_path, data_root):
+    from asapnet.tasks.segment.config import SegmentTrainOptions
     from asapnet.tasks.segment.train import cmd_train_segment
     from asapnet.tasks.segment.build import load_segmenter
 
-    a = Namespace(data=None, data_root=str(data_root), holdout=1, load_size=(64, 128), crop=(48, 96), steps=1,
-                  batch_size=1, seg_arch="lraspp_mobilenet_v3_large", seg_lr=1e-3, seed=0, threads=None, quiet=True,
-                  out=str(tmp_path / "seg"))
+    a = SegmentTrainOptions(data=None, data_root=str(data_root), holdout=1, load_size=(64, 128), crop=(48, 96),
+                            steps=1, batch_size=1, seg_arch="lraspp_mobilenet_v3_large", seg_lr=1e-3, seed=0,
+                            threads=None, quiet=True, out=str(tmp_path / "seg"))
     assert cmd_train_segment(a) == 0
     seg = load_segmenter(tmp_path / "seg" / "segmenter.safetensors")
     assert seg.cfg.size == (64, 128) and len(seg.meta["train_pairs"]) == 7 and len(seg.meta["val_pairs"]) == 1

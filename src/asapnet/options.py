@@ -7,12 +7,14 @@ of each choice list and default.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from importlib import resources
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple, Type, TypeVar
 
 Size = Tuple[int, int]
+T = TypeVar("T")
 
 #: ``--precision`` of ``translate`` and ``train``.
 PRECISION_CHOICES = ("fp32", "bf16", "fp16")
@@ -106,3 +108,10 @@ def check_precision(precision: str, device: str, training: bool = False) -> None
 def shipped_weights(name: str) -> Path:
     """Path of a file shipped inside the package, ``asapnet/weights/<name>`` (it may be absent)."""
     return Path(str(resources.files("asapnet") / "weights" / name))
+
+
+def from_args(cls: Type[T], args: Any) -> T:
+    """The options dataclass ``cls`` filled from parsed arguments: each field takes the attribute of the
+    same name when ``args`` has one (an option the parser left out when not given has none), else
+    the field's default; attributes that are not fields are ignored."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})

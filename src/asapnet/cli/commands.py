@@ -21,29 +21,26 @@ from typing import Callable, Optional, Sequence
 logger = logging.getLogger(__name__)
 
 
-TASK_DEFAULTS = {
-    "translate": dict(model="asap", preset="cityscapes-256x512-cpu", steps=1000, batch_size=1, lr_g=1e-4, lr_d=4e-4,
-                      lambda_l1=0.0, out="runs/asap", sample_every=100, checkpoint_every=100),
-    "segment": dict(steps=1000, batch_size=4, out="runs/segmenter"),
-}
-
-
 def cmd_train(a: argparse.Namespace) -> int:
-    """Dispatch ``asapnet train`` on ``--task``; unset options take the task's defaults."""
+    """Dispatch ``asapnet train`` on ``--task``: the parsed options become the task's options dataclass
+    (:func:`asapnet.options.from_args`; options not given take the dataclass's defaults)."""
+    from ..options import from_args
+
     if a.task == "denoise":
+        from ..tasks.denoise.config import DenoiseTrainOptions
         from ..tasks.denoise.train import cmd_train_denoise
-        return cmd_train_denoise(a)
+        return cmd_train_denoise(from_args(DenoiseTrainOptions, a))
     if a.task == "deblur":
+        from ..tasks.deblur.config import DeblurTrainOptions
         from ..tasks.deblur.train import cmd_train_deblur
-        return cmd_train_deblur(a)
-    for k, v in TASK_DEFAULTS[a.task].items():
-        if getattr(a, k, None) is None:
-            setattr(a, k, v)
+        return cmd_train_deblur(from_args(DeblurTrainOptions, a))
     if a.task == "segment":
+        from ..tasks.segment.config import SegmentTrainOptions
         from ..tasks.segment.train import cmd_train_segment
-        return cmd_train_segment(a)
+        return cmd_train_segment(from_args(SegmentTrainOptions, a))
+    from ..tasks.translate.config import TranslateTrainOptions
     from ..tasks.translate.train import cmd_train_translate
-    return cmd_train_translate(a)
+    return cmd_train_translate(from_args(TranslateTrainOptions, a))
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:

@@ -70,19 +70,24 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=positive_int, default=35)
     p.add_argument("--no-instance", action="store_true", help="do not use instance edge maps")
     # None = the task's own default (see TASK_DEFAULTS and the task modules)
-    p.add_argument("--model", default=None, help="translate: asap; denoise: asap|dncnn; deblur: asap|deblurgan|msg_unet")
-    p.add_argument("--preset", default=None, help="ASAP config preset (see asapnet.ASAP_PRESETS; translate: "
-                                                 "cityscapes-256x512-cpu)")
-    p.add_argument("--steps", type=positive_int, default=None)
-    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--model", default=argparse.SUPPRESS,
+                   help="translate: asap; denoise: asap|dncnn; deblur: asap|deblurgan|msg_unet")
+    p.add_argument("--preset", default=argparse.SUPPRESS,
+                   help="ASAP config preset (see asapnet.ASAP_PRESETS; translate: "
+                        "cityscapes-256x512-cpu)")
+    p.add_argument("--steps", type=positive_int, default=argparse.SUPPRESS)
+    p.add_argument("--batch-size", type=positive_int, default=argparse.SUPPRESS)
     p.add_argument("--crop", type=parse_size, default=(256, 512), help="HxW training crop or 'none'")
     p.add_argument("--load-size", type=parse_size, default=None, help="resize inputs to HxW first")
-    p.add_argument("--lr-g", type=non_negative_float, default=None, help="G learning rate (translate: 1e-4, TTUR)")
-    p.add_argument("--lr-d", type=non_negative_float, default=None, help="D learning rate (translate: 4e-4, TTUR)")
+    p.add_argument("--lr-g", type=non_negative_float, default=argparse.SUPPRESS,
+                   help="G learning rate (translate: 1e-4, TTUR)")
+    p.add_argument("--lr-d", type=non_negative_float, default=argparse.SUPPRESS,
+                   help="D learning rate (translate: 4e-4, TTUR)")
     p.add_argument("--lambda-feat", type=non_negative_float, default=10.0)
     p.add_argument("--lambda-vgg", type=non_negative_float, default=10.0)
     p.add_argument("--no-vgg", action="store_true", help="train without the VGG19 perceptual loss")
-    p.add_argument("--lambda-l1", type=non_negative_float, default=None, help="L1 reconstruction weight (translate: 0)")
+    p.add_argument("--lambda-l1", type=non_negative_float, default=argparse.SUPPRESS,
+                   help="L1 reconstruction weight (translate: 0)")
     p.add_argument("--no-gan", action="store_true", help="no discriminator (reconstruction losses only)")
     p.add_argument("--ndf", type=positive_int, default=64), p.add_argument("--n-layers-d", type=positive_int, default=4)
     p.add_argument("--num-d", type=positive_int, default=2, help="discriminator scales")
@@ -103,7 +108,7 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--head-modulation", type=non_negative_float, default=0.3,
                    help="translate, ASAP, --head-init hyper: std of the per-tile part of the initial MLP weights "
                         "(0 = every tile starts with the same MLP)")
-    p.add_argument("--out", default=None, help="run folder (translate: runs/asap)")
+    p.add_argument("--out", default=argparse.SUPPRESS, help="run folder (translate: runs/asap)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/state.safetensors")
     p.add_argument("--overwrite", action="store_true",
                    help="start again in an --out folder that holds a run: delete its state, generator, run.json, "
@@ -111,8 +116,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                         "is refused)")
     p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--sample-every", type=positive_int, default=None, help="(translate: 100)")
-    p.add_argument("--checkpoint-every", type=positive_int, default=None, help="(translate: 100)")
+    p.add_argument("--sample-every", type=positive_int, default=argparse.SUPPRESS, help="(translate: 100)")
+    p.add_argument("--checkpoint-every", type=positive_int, default=argparse.SUPPRESS, help="(translate: 100)")
     add_device_arg(p, "translate, denoise, deblur (segment: cpu only)")
     add_precision_arg(p, "autocast of the forward passes and losses: bf16 on cpu, cuda or mps; fp16 on cuda "
                          "only, with gradient scaling (translate, denoise, deblur)")

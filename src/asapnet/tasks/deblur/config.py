@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import List, Optional
 
 from ...data.blur_kernels import BlurConfig
 from ...data.datasets import data_root
@@ -68,8 +68,41 @@ class DeblurDataConfig:
     seed: int = 0
 
 
-#: Defaults of the shared ``asapnet train`` options with ``--task deblur`` (used when the parsed
-#: value is ``None``).
-DEBLUR_TRAIN_DEFAULTS: Dict[str, Any] = {"model": "deblurgan", "steps": 100000, "batch_size": 1, "lr_g": 1e-4,
-                                         "lr_d": 1e-4, "out": None, "sample_every": 100, "checkpoint_every": 100,
-                                         "lambda_l1": 0.0}
+@dataclass
+class DeblurTrainOptions:
+    """Options of ``asapnet train --task deblur``; the defaults are the command's. The fields are the
+    command-line options without their dashes; ``out`` None: ``runs/deblur-<model>``."""
+
+    batch_size: int = 1
+    checkpoint_every: int = 100
+    critic_iters: int = 5
+    critic_ndf: int = 64
+    crop_size: int = 128
+    crops_per_image: int = 16
+    data_root: Optional[str] = None
+    device: str = 'cpu'
+    gopro: Optional[str] = None
+    gp_lambda: float = 10.0
+    hr_window: Optional[int] = None
+    lambda_content: float = 100.0
+    lambda_l1: float = 0.0
+    lr_d: float = 0.0001
+    lr_g: float = 0.0001
+    lr_norm: Optional[str] = None
+    model: str = 'deblurgan'
+    n_blocks: Optional[int] = None
+    ngf: Optional[int] = None
+    no_gan: bool = False
+    no_vgg: bool = False
+    out: Optional[str] = None
+    overwrite: bool = False
+    precision: str = 'fp32'
+    quiet: bool = False
+    resume: bool = False
+    sample_every: int = 100
+    seed: int = 0
+    sharp_dir: Optional[str] = None
+    steps: int = 100000
+    threads: Optional[int] = None
+    time_budget: Optional[float] = None
+    val_images: Optional[int] = None

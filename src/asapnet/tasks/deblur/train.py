@@ -2,7 +2,6 @@
 wall-clock budget) and ``asapnet train --task deblur`` (:func:`cmd_train_deblur`)."""
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -21,7 +20,7 @@ from ...training.loop import train
 from ...training.run_dir import prepare_run_dir
 from ...training.gan_variants import MSGTrainer, WGANGPConfig, WGANGPTrainer
 from .build import build_deblur_model
-from .config import DEBLUR_TRAIN_DEFAULTS, DeblurDataConfig, default_split
+from .config import DeblurDataConfig, DeblurTrainOptions, default_split
 
 logger = logging.getLogger(__name__)
 
@@ -94,48 +93,43 @@ def train_deblur(model: nn.Module, model_name: str, model_config: Dict[str, Any]
 # ---------------------------------------------------------------------------------------------
 
 
-def _opt(a: argparse.Namespace, name: str) -> Any:
-    v = getattr(a, name, None)
-    return DEBLUR_TRAIN_DEFAULTS[name] if v is None else v
-
-
-def cmd_train_deblur(a: argparse.Namespace) -> int:
+def cmd_train_deblur(opts: DeblurTrainOptions) -> int:
     """``asapnet train --task deblur --model deblurgan|asap|msg_unet [--no-vgg] [--time-budget MIN]``."""
     from ...options import check_precision
 
-    check_precision(getattr(a, "precision", "fp32") or "fp32", getattr(a, "device", "cpu") or "cpu", training=True)
-    if getattr(a, "threads", None):
-        torch.set_num_threads(a.threads)
-    name = _opt(a, "model")
-    over = {k: v for k, v in (("ngf", a.ngf), ("n_blocks", a.n_blocks)) if v is not None}
+    check_precision(opts.precision or "fp32", opts.device or "cpu", training=True)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    name = opts.model
+    over = {k: v for k, v in (("ngf", opts.ngf), ("n_blocks", opts.n_blocks)) if v is not None}
     if name == "asap" and over:
         raise ValueError("--ngf/--n-blocks apply to deblurgan and msg_unet")
-    asap_over = {k: v for k, v in (("hr_window", a.hr_window), ("norm", a.lr_norm)) if v is not None}
+    asap_over = {k: v for k, v in (("hr_window", opts.hr_window), ("norm", opts.lr_norm)) if v is not None}
     if name != "asap" and asap_over:
         raise ValueError("--hr-window/--lr-norm apply to asap")
     over.update(asap_over)
     if name == "msg_unet":
         over.pop("n_blocks", None)
     model, mcfg = build_deblur_model(name, **over)
-    no_vgg = getattr(a, "no_vgg", False)
-    gp = WGANGPConfig(critic_iters=a.critic_iters, gp_lambda=a.gp_lambda,
-                      lambda_content=0.0 if no_vgg else a.lambda_content, lambda_l1=_opt(a, "lambda_l1"),
-                      ndf=a.critic_ndf)
+    no_vgg = opts.no_vgg
+    gp = WGANGPConfig(critic_iters=opts.critic_iters, gp_lambda=opts.gp_lambda,
+                      lambda_content=0.0 if no_vgg else opts.lambda_content, lambda_l1=opts.lambda_l1,
+                      ndf=opts.critic_ndf)
     is_msg = name == "msg_unet"
-    cfg = TrainConfig(steps=_opt(a, "steps"), batch_size=_opt(a, "batch_size"), crop=None, lr_g=_opt(a, "lr_g"),
-                      lr_d=_opt(a, "lr_d"), beta1=0.5 if not is_msg else 0.0, beta2=0.999 if not is_msg else 0.9,
-                      lambda_vgg=0.0, lambda_l1=_opt(a, "lambda_l1"), gan=not getattr(a, "no_gan", False), flip=True,
-                      seed=getattr(a, "seed", 0) or 0, num_threads=getattr(a, "threads", None),
-                      sample_every=_opt(a, "sample_every"), checkpoint_every=_opt(a, "checkpoint_every"),
-                      device=getattr(a, "device", "cpu") or "cpu", precision=getattr(a, "precision", "fp32") or "fp32")
-    data = DeblurDataConfig(crop=a.crop_size, crops_per_image=a.crops_per_image, gopro=a.gopro,
-                            sharp_dir=a.sharp_dir,
-                            val_images=a.val_images or 0)
-    out = Path(_opt(a, "out") or f"runs/deblur-{name}")
-    prepare_run_dir(out, a.resume, getattr(a, "overwrite", False))  # refuses a run folder without --resume/--overwrite
+    cfg = TrainConfig(steps=opts.steps, batch_size=opts.batch_size, crop=None, lr_g=opts.lr_g,
+                      lr_d=opts.lr_d, beta1=0.5 if not is_msg else 0.0, beta2=0.999 if not is_msg else 0.9,
+                      lambda_vgg=0.0, lambda_l1=opts.lambda_l1, gan=not opts.no_gan, flip=True,
+                      seed=opts.seed or 0, num_threads=opts.threads,
+                      sample_every=opts.sample_every, checkpoint_every=opts.checkpoint_every,
+                      device=opts.device or "cpu", precision=opts.precision or "fp32")
+    data = DeblurDataConfig(crop=opts.crop_size, crops_per_image=opts.crops_per_image, gopro=opts.gopro,
+                            sharp_dir=opts.sharp_dir,
+                            val_images=opts.val_images or 0)
+    out = Path(opts.out or f"runs/deblur-{name}")
+    prepare_run_dir(out, opts.resume, opts.overwrite)  # refuses a run folder without --resume/--overwrite
     logger.info(f"training {name} for deblurring -> {out}")
-    budget = a.time_budget * 60 if a.time_budget else None
-    trainer = train_deblur(model, name, mcfg, data, cfg, gp, out, getattr(a, "data_root", None), resume=a.resume,
-                           progress=not (getattr(a, "quiet", False) or _quiet()), time_budget_s=budget)
+    budget = opts.time_budget * 60 if opts.time_budget else None
+    trainer = train_deblur(model, name, mcfg, data, cfg, gp, out, opts.data_root, resume=opts.resume,
+                           progress=not (opts.quiet or _quiet()), time_budget_s=budget)
     logger.info(f"done: step {trainer.step}, checkpoint {out / 'generator.safetensors'}")
     return 0

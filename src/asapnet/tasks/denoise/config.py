@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 from ...data.denoise import BLIND_SIGMA_RANGE, DNCNN_SCALES
 
@@ -34,8 +34,33 @@ class DenoiseDataConfig:
     lr_final: float = 0.05
 
 
-#: Defaults of the shared ``asapnet train`` options when ``--task denoise`` (used when the parsed
-#: value is ``None``; the GAN task keeps its own defaults).
-DENOISE_TRAIN_DEFAULTS: Dict[str, Any] = {"model": "asap", "preset": "denoise-gray", "steps": 3000,
-                                          "batch_size": 16, "lr_g": 1e-3, "out": None, "sample_every": 500,
-                                          "checkpoint_every": 100, "lambda_l1": 0.0}
+@dataclass
+class DenoiseTrainOptions:
+    """Options of ``asapnet train --task denoise``; the defaults are the command's. The fields are the
+    command-line options without their dashes; ``out`` None: ``runs/denoise-<model>-<sigma or blind>``."""
+
+    batch_size: int = 16
+    blind: bool = False
+    checkpoint_every: int = 100
+    data_root: Optional[str] = None
+    depth: Optional[int] = None
+    device: str = 'cpu'
+    init: Optional[str] = None
+    loss: str = 'l2'
+    lr_g: float = 0.001
+    model: str = 'asap'
+    out: Optional[str] = None
+    overwrite: bool = False
+    patch_size: Optional[int] = None
+    patches_per_image: int = 64
+    precision: str = 'fp32'
+    preset: str = 'denoise-gray'
+    quiet: bool = False
+    resume: bool = False
+    sample_every: int = 500
+    seed: int = 0
+    sigma: Optional[float] = None
+    steps: int = 3000
+    threads: Optional[int] = None
+    time_budget: Optional[float] = None
+    val_images: Optional[int] = None

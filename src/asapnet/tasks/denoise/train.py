@@ -2,7 +2,6 @@
 :func:`train_denoiser` and ``asapnet train --task denoise`` (:func:`cmd_train_denoise`)."""
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import time
@@ -23,7 +22,7 @@ from ...training.trainer import Trainer
 from ...training.loop import train
 from ...training.run_dir import prepare_run_dir
 from .build import build_denoiser
-from .config import DENOISE_TRAIN_DEFAULTS, DenoiseDataConfig
+from .config import DenoiseDataConfig, DenoiseTrainOptions
 from .evaluate import _score
 
 logger = logging.getLogger(__name__)
@@ -146,48 +145,43 @@ def train_denoiser(model: nn.Module, model_name: str, model_config: Dict[str, An
 # ---------------------------------------------------------------------------------------------
 
 
-def _opt(a: argparse.Namespace, name: str) -> Any:
-    v = getattr(a, name, None)
-    return DENOISE_TRAIN_DEFAULTS[name] if v is None else v
-
-
-def cmd_train_denoise(a: argparse.Namespace) -> int:
+def cmd_train_denoise(opts: DenoiseTrainOptions) -> int:
     """``asapnet train --task denoise --model dncnn|asap [--sigma 25 | --blind]``."""
     from ...options import check_precision
 
-    check_precision(getattr(a, "precision", "fp32") or "fp32", getattr(a, "device", "cpu") or "cpu", training=True)
-    if a.blind and a.sigma is not None:
+    check_precision(opts.precision or "fp32", opts.device or "cpu", training=True)
+    if opts.blind and opts.sigma is not None:
         raise ValueError("give either --sigma or --blind, not both")
-    model_name = _opt(a, "model")
-    sigma = None if a.blind else (a.sigma if a.sigma is not None else 25.0)
-    depth = a.depth or (20 if a.blind else 17)
-    model, mcfg = build_denoiser(model_name, _opt(a, "preset"), depth=depth)
+    model_name = opts.model
+    sigma = None if opts.blind else (opts.sigma if opts.sigma is not None else 25.0)
+    depth = opts.depth or (20 if opts.blind else 17)
+    model, mcfg = build_denoiser(model_name, opts.preset, depth=depth)
     init_from = None  # where the weights came from, kept in every checkpoint of the new run
-    if getattr(a, "init", None):
-        if a.resume:
+    if opts.init:
+        if opts.resume:
             raise ValueError("give either --init (new run from a checkpoint's weights) or --resume, not both")
         from ...checkpoint import init_from_checkpoint, trained_steps
-        init_meta = init_from_checkpoint(model, a.init)
-        init_from = {"path": str(a.init), "step": trained_steps(init_meta)}
+        init_meta = init_from_checkpoint(model, opts.init)
+        init_from = {"path": str(opts.init), "step": trained_steps(init_meta)}
         step = init_from["step"]
-        logger.info(f"initialised from {a.init} ({init_meta['model']}, step {step if step is not None else '?'})")
-    patch = a.patch_size or (40 if model_name == "dncnn" else 48)
-    data = DenoiseDataConfig(sigma=sigma, patch_size=patch, patches_per_image=a.patches_per_image,
-                             val_images=3 if a.val_images is None else a.val_images)
-    l1 = a.loss == "l1"
-    cfg = TrainConfig(steps=_opt(a, "steps"), batch_size=_opt(a, "batch_size"), crop=None, lr_g=_opt(a, "lr_g"),
+        logger.info(f"initialised from {opts.init} ({init_meta['model']}, step {step if step is not None else '?'})")
+    patch = opts.patch_size or (40 if model_name == "dncnn" else 48)
+    data = DenoiseDataConfig(sigma=sigma, patch_size=patch, patches_per_image=opts.patches_per_image,
+                             val_images=3 if opts.val_images is None else opts.val_images)
+    l1 = opts.loss == "l1"
+    cfg = TrainConfig(steps=opts.steps, batch_size=opts.batch_size, crop=None, lr_g=opts.lr_g,
                       beta1=0.9, beta2=0.999, lambda_vgg=0.0, lambda_l1=1.0 if l1 else 0.0,
-                      lambda_l2=0.0 if l1 else 1.0, gan=False, flip=False, seed=getattr(a, "seed", 0) or 0,
-                      num_threads=getattr(a, "threads", None), sample_every=_opt(a, "sample_every"),
-                      checkpoint_every=_opt(a, "checkpoint_every"), device=getattr(a, "device", "cpu") or "cpu",
-                      precision=getattr(a, "precision", "fp32") or "fp32")
+                      lambda_l2=0.0 if l1 else 1.0, gan=False, flip=False, seed=opts.seed or 0,
+                      num_threads=opts.threads, sample_every=opts.sample_every,
+                      checkpoint_every=opts.checkpoint_every, device=opts.device or "cpu",
+                      precision=opts.precision or "fp32")
     tag = f"sigma{sigma:g}" if sigma is not None else "blind"
-    out = Path(_opt(a, "out") or f"runs/denoise-{model_name}-{tag}")
-    prepare_run_dir(out, a.resume, getattr(a, "overwrite", False))  # refuses a run folder without --resume/--overwrite
+    out = Path(opts.out or f"runs/denoise-{model_name}-{tag}")
+    prepare_run_dir(out, opts.resume, opts.overwrite)  # refuses a run folder without --resume/--overwrite
     logger.info(f"training {model_name} ({tag}) -> {out}")
-    trainer = train_denoiser(model, model_name, mcfg, data, cfg, out, getattr(a, "data_root", None),
-                             resume=a.resume, progress=not (getattr(a, "quiet", False) or _quiet()),
-                             time_budget_s=a.time_budget * 60 if getattr(a, "time_budget", None) else None,
+    trainer = train_denoiser(model, model_name, mcfg, data, cfg, out, opts.data_root,
+                             resume=opts.resume, progress=not (opts.quiet or _quiet()),
+                             time_budget_s=opts.time_budget * 60 if opts.time_budget else None,
                              init_from=init_from)
     logger.info(f"done: step {trainer.step}, checkpoint {out / 'generator.safetensors'}")
     return 0

@@ -2,7 +2,6 @@
 (with BatchNorm recalibration at the end) and ``asapnet train --task segment`` (:func:`cmd_train_segment`)."""
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import random
@@ -21,6 +20,7 @@ from ...metrics.segmentation import IGNORE_INDEX, to_train_ids
 from .build import (SEGMENTER_FILE, SEGMENT_DATASETS, Segmenter, SegmenterConfig, build_segmenter,
                     segmentation_classes, segmentation_targets, resize_images, resize_labels)
 from .evaluate import as_float_images, score_predictions
+from .config import SegmentTrainOptions
 
 logger = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ def fit_segmenter(images: torch.Tensor, targets: torch.Tensor, cfg: SegmenterCon
 _SPLIT_DATASETS = {"cityscapes-pix2pix": ("cityscapes_pix2pix", "val"), "facades": ("facades_cmp", "test")}
 
 
-def cmd_train_segment(a: argparse.Namespace) -> int:
+def cmd_train_segment(opts: SegmentTrainOptions) -> int:
     """``asapnet train --task segment``: train the segmentation-score network on real photos.
 
     ``--dataset cityscapes`` (default): the pairs of ``<data>/train_*`` (``cityscapes_samples``
@@ -259,41 +259,41 @@ def cmd_train_segment(a: argparse.Namespace) -> int:
     from ...data.datasets import cityscapes_pairs, data_root
     from ...data.io import DataError
 
-    dataset = getattr(a, "dataset", None) or "cityscapes"
+    dataset = opts.dataset or "cityscapes"
     if dataset not in SEGMENT_DATASETS:
         raise ValueError(f"train --task segment supports --dataset {', '.join(SEGMENT_DATASETS)}; got {dataset!r}")
     # the segmenter trains on the CPU in float32 (a few thousand steps of a MobileNet): refused
     # rather than silently ignored
-    if (getattr(a, "device", "cpu") or "cpu") != "cpu":
-        raise ValueError(f"train --task segment runs on the CPU only; --device {a.device} is not supported")
-    if (getattr(a, "precision", "fp32") or "fp32") != "fp32":
-        raise ValueError(f"train --task segment trains in fp32 only; --precision {a.precision} is not supported")
+    if (opts.device or "cpu") != "cpu":
+        raise ValueError(f"train --task segment runs on the CPU only; --device {opts.device} is not supported")
+    if (opts.precision or "fp32") != "fp32":
+        raise ValueError(f"train --task segment trains in fp32 only; --precision {opts.precision} is not supported")
     default_size = (256, 256) if dataset == "facades" else (256, 512)
-    size = tuple(getattr(a, "load_size", None) or default_size)
-    crop = getattr(a, "crop", None)
+    size = tuple(opts.load_size or default_size)
+    crop = opts.crop
     if crop is not None and (crop[0] > size[0] or crop[1] > size[1]):
         crop = (min(crop[0], size[0]), min(crop[1], size[1]))
-    cfg = SegmenterConfig(arch=getattr(a, "seg_arch", "lraspp_mobilenet_v3_large"), size=size, crop=crop,
+    cfg = SegmenterConfig(arch=opts.seg_arch, size=size, crop=crop,
                           num_classes=len(segmentation_classes(dataset)),
-                          steps=a.steps, batch_size=a.batch_size, lr=getattr(a, "seg_lr", 1e-3),
-                          seed=getattr(a, "seed", 0), num_threads=getattr(a, "threads", None))
-    log = (lambda s: None) if getattr(a, "quiet", False) else logger.info
-    k = int(getattr(a, "holdout", 0) or 0)
+                          steps=opts.steps, batch_size=opts.batch_size, lr=opts.seg_lr,
+                          seed=opts.seed, num_threads=opts.threads)
+    log = (lambda s: None) if opts.quiet else logger.info
+    k = int(opts.holdout or 0)
     if dataset == "cityscapes":
-        pairs = cityscapes_pairs(getattr(a, "data", None) or data_root(getattr(a, "data_root", None))
+        pairs = cityscapes_pairs(opts.data or data_root(opts.data_root)
                                  / "cityscapes_samples", "train")
         if k >= len(pairs):
             raise DataError(f"--holdout {k} leaves no training pairs (dataset has {len(pairs)})")
         train_pairs, val_pairs = pairs[: len(pairs) - k], pairs[len(pairs) - k:]
-        train_segmenter(train_pairs, cfg, a.out, val_pairs or None, log=log)
+        train_segmenter(train_pairs, cfg, opts.out, val_pairs or None, log=log)
     else:
         name, val_split = _SPLIT_DATASETS[dataset]
-        root = Path(getattr(a, "data", None) or data_root(getattr(a, "data_root", None)) / name)
-        limit = getattr(a, "seg_limit", None)
+        root = Path(opts.data or data_root(opts.data_root) / name)
+        limit = opts.seg_limit
         images, targets, names = load_split(dataset, root / "train", size, limit=limit, log=log)
         val = load_split(dataset, root / val_split, size, limit=k)[:2] if k else None
         meta = {"dataset": dataset, "train_data": str(root / "train"), "train_images": len(names),
                 "val_data": str(root / val_split) if k else None, "val_images": k}
-        fit_segmenter(images, targets, cfg, a.out, val, meta, log=log)
-    logger.info(f"done: {Path(a.out) / SEGMENTER_FILE}")
+        fit_segmenter(images, targets, cfg, opts.out, val, meta, log=log)
+    logger.info(f"done: {Path(opts.out) / SEGMENTER_FILE}")
     return 0

@@ -2,16 +2,17 @@
 command line's options (datasets, generator, discriminator, :class:`asapnet.training.trainer.Trainer`)."""
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 from pathlib import Path
 
+from .config import TranslateTrainOptions
+
 logger = logging.getLogger(__name__)
 
 
-def cmd_train_translate(a: argparse.Namespace) -> int:
+def cmd_train_translate(opts: TranslateTrainOptions) -> int:
     """``asapnet train --task translate``: label->photo (or A|B image->image) GAN training."""
     from ...options import check_precision
     from ...config import DiscriminatorConfig, TrainConfig, asap_preset
@@ -25,124 +26,124 @@ def cmd_train_translate(a: argparse.Namespace) -> int:
     from ...training.loop import train
     from ...training.run_dir import prepare_run_dir
 
-    precision = getattr(a, "precision", "fp32")
-    check_precision(precision, a.device, training=True)  # before any data is read
+    precision = opts.precision
+    check_precision(precision, opts.device, training=True)  # before any data is read
 
-    if a.dataset == "ab":
-        full = AlignedABDataset(a.data, a.direction, a.load_size, flip=True)
+    if opts.dataset == "ab":
+        full = AlignedABDataset(opts.data, opts.direction, opts.load_size, flip=True)
         num_classes, use_instance = None, False
         in_ch = 3
         make = lambda idx: _Subset(full, idx)  # noqa: E731
         n = len(full)
-    elif a.dataset in ("cityscapes-pix2pix", "facades"):
+    elif opts.dataset in ("cityscapes-pix2pix", "facades"):
         from ...data.cityscapes import Pix2PixCityscapes
         from ...data.facades import FacadesCMP
-        cls, name, val_split = ((Pix2PixCityscapes, "cityscapes_pix2pix", "val") if a.dataset == "cityscapes-pix2pix"
+        cls, name, val_split = ((Pix2PixCityscapes, "cityscapes_pix2pix", "val") if opts.dataset == "cityscapes-pix2pix"
                                 else (FacadesCMP, "facades_cmp", "test"))
-        root = Path(a.data or data_root(a.data_root) / name)
-        size = a.load_size or ((256, 512) if cls is Pix2PixCityscapes else (256, 256))
+        root = Path(opts.data or data_root(opts.data_root) / name)
+        size = opts.load_size or ((256, 512) if cls is Pix2PixCityscapes else (256, 256))
         split_set = cls(root / "train", size=size, flip=True)
         num_classes, use_instance, in_ch = cls.num_classes, False, cls.in_channels
-        val_split_set = cls(root / val_split, size=size, limit=a.holdout) if a.holdout else None
-        n = len(split_set) + a.holdout  # the hold-out comes from the other split
+        val_split_set = cls(root / val_split, size=size, limit=opts.holdout) if opts.holdout else None
+        n = len(split_set) + opts.holdout  # the hold-out comes from the other split
         make = None
     else:
-        if a.dataset == "cityscapes":
-            pairs = cityscapes_pairs(a.data or data_root(a.data_root) / "cityscapes_samples", "train")
-        elif a.dataset == "cityscapes-official":
+        if opts.dataset == "cityscapes":
+            pairs = cityscapes_pairs(opts.data or data_root(opts.data_root) / "cityscapes_samples", "train")
+        elif opts.dataset == "cityscapes-official":
             from ...data.cityscapes import official_pairs
-            pairs = official_pairs(a.data or data_root(a.data_root) / "cityscapes", "train")
+            pairs = official_pairs(opts.data or data_root(opts.data_root) / "cityscapes", "train")
         else:
-            if not (a.label_dir and a.image_dir):
+            if not (opts.label_dir and opts.image_dir):
                 raise DataError("--dataset folders needs --label-dir and --image-dir")
-            pairs = pairs_from_folders(a.label_dir, a.image_dir, a.inst_dir)
-        num_classes, use_instance = a.num_classes, not a.no_instance
+            pairs = pairs_from_folders(opts.label_dir, opts.image_dir, opts.inst_dir)
+        num_classes, use_instance = opts.num_classes, not opts.no_instance
         in_ch = num_classes + int(use_instance)
         n = len(pairs)
         make = lambda idx, flip=True: LabelPhotoDataset([pairs[i] for i in idx], num_classes, use_instance,  # noqa
-                                                        a.load_size, flip=flip)
-    if a.holdout >= n:
-        raise DataError(f"--holdout {a.holdout} leaves no training pairs (dataset has {n})")
+                                                        opts.load_size, flip=flip)
+    if opts.holdout >= n:
+        raise DataError(f"--holdout {opts.holdout} leaves no training pairs (dataset has {n})")
     if make is None:
         train_set, val_set = split_set, val_split_set
     else:
-        train_set = make(list(range(n - a.holdout)))
+        train_set = make(list(range(n - opts.holdout)))
         val_set = None
-        if a.holdout:
-            val_set = make(list(range(n - a.holdout, n))) if a.dataset == "ab" else make(list(range(n - a.holdout, n)), False)
-    device = a.device
+        if opts.holdout:
+            val_set = make(list(range(n - opts.holdout, n))) if opts.dataset == "ab" else make(list(range(n - opts.holdout, n)), False)
+    device = opts.device
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun
         import torch.distributed as dist
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         if device.startswith("cuda"):
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
             torch.cuda.set_device(device)
-    if a.model not in ("asap", "pix2pixhd", "pix2pix"):
-        raise SystemExit(f"asapnet train: model {a.model!r} is not trainable from the CLI (asap, pix2pixhd, pix2pix)")
-    torch.manual_seed(a.seed)  # reproducible initialisation of G and D (train() reseeds for the data)
-    if a.model == "asap":
+    if opts.model not in ("asap", "pix2pixhd", "pix2pix"):
+        raise SystemExit(f"asapnet train: model {opts.model!r} is not trainable from the CLI (asap, pix2pixhd, pix2pix)")
+    torch.manual_seed(opts.seed)  # reproducible initialisation of G and D (train() reseeds for the data)
+    if opts.model == "asap":
         # an instance-edge channel goes to the LR stream only where the preset says so (reference)
-        lr_only = asap_preset(a.preset).lr_only_channels if use_instance else 0
-        up = {k: getattr(a, k) for k in ("param_upsampling", "hr_weight_scale") if getattr(a, k, None)}
-        gcfg = asap_preset(a.preset, in_channels=in_ch, lr_only_channels=lr_only, **up)
+        lr_only = asap_preset(opts.preset).lr_only_channels if use_instance else 0
+        up = {k: getattr(opts, k) for k in ("param_upsampling", "hr_weight_scale") if getattr(opts, k, None)}
+        gcfg = asap_preset(opts.preset, in_channels=in_ch, lr_only_channels=lr_only, **up)
         G = create_model("asap", cfg=gcfg)
-        if a.head_init == "hyper":
+        if opts.head_init == "hyper":
             from ...models.asap import init_asap_hypernetwork
-            init_asap_hypernetwork(G, modulation=a.head_modulation, last_layer=1.0)
+            init_asap_hypernetwork(G, modulation=opts.head_modulation, last_layer=1.0)
         model_config = gcfg.to_dict()
     else:
-        model_config = {"in_channels": in_ch, **({"ngf": a.ngf} if a.ngf else {})}
-        G = create_model(a.model, **model_config)
+        model_config = {"in_channels": in_ch, **({"ngf": opts.ngf} if opts.ngf else {})}
+        G = create_model(opts.model, **model_config)
         gcfg = G
     init_from = None
-    if getattr(a, "init", None):
-        if a.resume:
+    if opts.init:
+        if opts.resume:
             raise ValueError("give either --init (new run from a checkpoint's weights) or --resume, not both")
         from ...checkpoint import init_from_checkpoint, trained_steps
-        init_meta = init_from_checkpoint(G, a.init)  # also checks the architecture fits
-        init_from = {"path": str(a.init), "step": trained_steps(init_meta)}
-        logger.info(f"initialised from {a.init} ({init_meta['model']}, step {init_from['step']})")
-    tcfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, crop=a.crop, load_size=a.load_size, lr_g=a.lr_g,
-                       lr_d=a.lr_d, lambda_feat=a.lambda_feat, lambda_vgg=0.0 if a.no_vgg else a.lambda_vgg,
-                       lambda_l1=a.lambda_l1, gan=not a.no_gan, seed=a.seed, num_threads=a.threads,
-                       sample_every=a.sample_every, checkpoint_every=a.checkpoint_every, device=device,
+        init_meta = init_from_checkpoint(G, opts.init)  # also checks the architecture fits
+        init_from = {"path": str(opts.init), "step": trained_steps(init_meta)}
+        logger.info(f"initialised from {opts.init} ({init_meta['model']}, step {init_from['step']})")
+    tcfg = TrainConfig(steps=opts.steps, batch_size=opts.batch_size, crop=opts.crop, load_size=opts.load_size, lr_g=opts.lr_g,
+                       lr_d=opts.lr_d, lambda_feat=opts.lambda_feat, lambda_vgg=0.0 if opts.no_vgg else opts.lambda_vgg,
+                       lambda_l1=opts.lambda_l1, gan=not opts.no_gan, seed=opts.seed, num_threads=opts.threads,
+                       sample_every=opts.sample_every, checkpoint_every=opts.checkpoint_every, device=device,
                        precision=precision)
-    dcfg = DiscriminatorConfig(in_channels=in_ch + gcfg.out_channels, ndf=a.ndf, n_layers=a.n_layers_d,
-                               num_scales=a.num_d)
-    extra = {"num_classes": num_classes, "use_instance": use_instance, "dataset": a.dataset,
-             "head_init": (f"{a.head_init} (modulation {a.head_modulation})" if a.head_init == "hyper" else a.head_init)
-             if a.model == "asap" else None,
+    dcfg = DiscriminatorConfig(in_channels=in_ch + gcfg.out_channels, ndf=opts.ndf, n_layers=opts.n_layers_d,
+                               num_scales=opts.num_d)
+    extra = {"num_classes": num_classes, "use_instance": use_instance, "dataset": opts.dataset,
+             "head_init": (f"{opts.head_init} (modulation {opts.head_modulation})" if opts.head_init == "hyper" else opts.head_init)
+             if opts.model == "asap" else None,
              "command": "asapnet " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None}
     if init_from is not None:
         extra["init_from"] = init_from
-    if a.dataset == "cityscapes-pix2pix":
+    if opts.dataset == "cityscapes-pix2pix":
         extra["label_ids"] = "cityscapes-color"  # ids sharing a colour are merged at translation time
-    if a.dataset == "facades":
+    if opts.dataset == "facades":
         extra["label_ids"] = "cmp-facades"  # label files hold ids 1..12, the model's classes are 0..11
-    if a.dataset in ("cityscapes-pix2pix", "facades"):
+    if opts.dataset in ("cityscapes-pix2pix", "facades"):
         extra["train_size"] = list(size)
-    if a.dataset not in ("cityscapes-pix2pix", "facades"):
+    if opts.dataset not in ("cityscapes-pix2pix", "facades"):
         extra["train_pairs"] = [str(getattr(p, "label", p)) for p in getattr(train_set, "pairs", [])]
-    trainer = Trainer(G, a.model, model_config, dcfg, tcfg, a.out, num_classes=num_classes, extra_meta=extra)
+    trainer = Trainer(G, opts.model, model_config, dcfg, tcfg, opts.out, num_classes=num_classes, extra_meta=extra)
     if init_from is not None and trainer.D is not None:
         from ...checkpoint import init_discriminator_from_state
-        if init_discriminator_from_state(trainer.D, a.init):
+        if init_discriminator_from_state(trainer.D, opts.init):
             init_from["discriminator"] = True
-            logger.info(f"discriminator initialised from {a.init}")
-    budget = a.time_budget * 60 if getattr(a, "time_budget", None) else None
+            logger.info(f"discriminator initialised from {opts.init}")
+    budget = opts.time_budget * 60 if opts.time_budget else None
     # after --init has read its checkpoint (it may lie in the folder --overwrite clears); only the
     # main process deletes, and nobody writes to the folder before every process has checked it
-    prepare_run_dir(a.out, a.resume, getattr(a, "overwrite", False), clear=trainer.is_main)
+    prepare_run_dir(opts.out, opts.resume, opts.overwrite, clear=trainer.is_main)
     if trainer.distributed:
         import torch.distributed as dist
         dist.barrier()
-    train(trainer, train_set, val_set, resume=a.resume, progress=not (a.quiet or quiet()), time_budget_s=budget)
+    train(trainer, train_set, val_set, resume=opts.resume, progress=not (opts.quiet or quiet()), time_budget_s=budget)
     if trainer.distributed:
         import torch.distributed as dist
         dist.barrier()
         dist.destroy_process_group()
     if trainer.is_main:
-        logger.info(f"done: step {trainer.step}, checkpoint {Path(a.out) / 'generator.safetensors'}")
+        logger.info(f"done: step {trainer.step}, checkpoint {Path(opts.out) / 'generator.safetensors'}")
     return 0
 
 

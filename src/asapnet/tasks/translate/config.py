@@ -1,0 +1,56 @@
+"""The options of ``asapnet train --task translate`` as a typed dataclass with the command's defaults
+(:class:`TranslateTrainOptions`); the command line fills it (:func:`asapnet.options.from_args`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+
+@dataclass
+class TranslateTrainOptions:
+    """Options of ``asapnet train --task translate`` (label->photo or A|B image->image GAN training);
+    the defaults are the command's. The fields are the command-line options without their dashes."""
+
+    batch_size: int = 1
+    checkpoint_every: int = 100
+    crop: Optional[Tuple[int, int]] = (256, 512)
+    data: Optional[str] = None
+    data_root: Optional[str] = None
+    dataset: str = 'cityscapes'
+    device: str = 'cpu'
+    direction: str = 'AtoB'
+    head_init: str = 'hyper'
+    head_modulation: float = 0.3
+    holdout: int = 0
+    hr_weight_scale: Optional[str] = None
+    image_dir: Optional[str] = None
+    init: Optional[str] = None
+    inst_dir: Optional[str] = None
+    label_dir: Optional[str] = None
+    lambda_feat: float = 10.0
+    lambda_l1: float = 0.0
+    lambda_vgg: float = 10.0
+    load_size: Optional[Tuple[int, int]] = None
+    lr_d: float = 0.0004
+    lr_g: float = 0.0001
+    model: str = 'asap'
+    n_layers_d: int = 4
+    ndf: int = 64
+    ngf: Optional[int] = None
+    no_gan: bool = False
+    no_instance: bool = False
+    no_vgg: bool = False
+    num_classes: int = 35
+    num_d: int = 2
+    out: str = 'runs/asap'
+    overwrite: bool = False
+    param_upsampling: Optional[str] = None
+    precision: str = 'fp32'
+    preset: str = 'cityscapes-256x512-cpu'
+    quiet: bool = False
+    resume: bool = False
+    sample_every: int = 100
+    seed: int = 0
+    steps: int = 1000
+    threads: Optional[int] = None
+    time_budget: Optional[float] = None
