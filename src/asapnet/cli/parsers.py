@@ -69,7 +69,7 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"])
     p.add_argument("--num-classes", type=positive_int, default=35)
     p.add_argument("--no-instance", action="store_true", help="do not use instance edge maps")
-    # None = the task's own default (see TASK_DEFAULTS and the task modules)
+    # left out of the namespace when not given: the task's options dataclass holds its default (tasks/<task>/config.py)
     p.add_argument("--model", default=argparse.SUPPRESS,
                    help="translate: asap; denoise: asap|dncnn; deblur: asap|deblurgan|msg_unet")
     p.add_argument("--preset", default=argparse.SUPPRESS,
