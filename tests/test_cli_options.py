@@ -167,23 +167,23 @@ def test_translate_files_moves_inputs_and_casts_them_for_a_low_precision_model(f
 
 
 def test_denoise_deblur_and_their_evaluations_use_the_device(files, tmp_path):
+    from asapnet.tasks.deblur.config import DeblurRunOptions
     from asapnet.tasks.deblur.run import cmd_deblur
     from asapnet.tasks.deblur.evaluate import cmd_evaluate_deblur
+    from asapnet.tasks.denoise.config import DenoiseRunOptions
     from asapnet.tasks.denoise.run import cmd_denoise
     from asapnet.tasks.denoise.evaluate import cmd_evaluate_denoise
 
     with pytest.raises(NotImplementedError, match=META_COPY):
-        cmd_denoise(argparse.Namespace(inputs=[str(files / "gray" / "g.png")], out=str(tmp_path / "d"),
-                                       checkpoint=str(files / "dncnn.safetensors"), sigma=25.0, seed=0,
-                                       threads=None, device="meta"))
+        cmd_denoise(DenoiseRunOptions(inputs=[str(files / "gray" / "g.png")], out=str(tmp_path / "d"),
+                                      checkpoint=str(files / "dncnn.safetensors"), sigma=25.0, seed=0, device="meta"))
     with pytest.raises(NotImplementedError, match=META_COPY):
         cmd_evaluate_denoise(argparse.Namespace(checkpoint=str(files / "dncnn.safetensors"),
                                                 data=[str(files / "gray")], sigma=[25.0], seed=0, json=True,
                                                 threads=None, device="meta"))
     with pytest.raises(NotImplementedError, match=META_COPY):
-        cmd_deblur(argparse.Namespace(inputs=[str(files / "rgb" / "c.png")], out=str(tmp_path / "b"),
-                                      checkpoint=str(files / "deblurgan.safetensors"), blur_seed=None, threads=None,
-                                      device="meta"))
+        cmd_deblur(DeblurRunOptions(inputs=[str(files / "rgb" / "c.png")], out=str(tmp_path / "b"),
+                                    checkpoint=str(files / "deblurgan.safetensors"), device="meta"))
     with pytest.raises(NotImplementedError, match=META_COPY):
         cmd_evaluate_deblur(argparse.Namespace(checkpoint=[str(files / "deblurgan.safetensors")],
                                                data=[str(files / "rgb")], seed=0, scale=1.0, fid=False, json=True,
@@ -436,7 +436,8 @@ def test_log_records_reach_caplog(files, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="asapnet")
     assert main(["translate", str(files / "x_gtFine_labelIds.png"), "-o", str(tmp_path), "--checkpoint",
                  str(files / "asap.safetensors")]) == 0
-    assert any(r.name == "asapnet.tasks.translate.run" and r.getMessage().startswith("wrote 1 image(s)") for r in caplog.records)
+    assert any(r.name == "asapnet.tasks.translate.run" and r.getMessage().startswith("wrote 1 image(s)")
+               for r in caplog.records)
     assert any(r.name == "asapnet.tasks.translate.run" and "x_gtFine_labelIds.png ->" in r.getMessage()
                for r in caplog.records)
 

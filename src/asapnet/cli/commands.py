@@ -67,17 +67,32 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                                                         "data": a.data[0] if a.data else None}))
 
 
-#: command -> the module (inside asapnet) whose ``cmd_<command>`` runs it
-COMMAND_MODULES = {"translate": "tasks.translate.run", "bench": "bench.benchmark", "denoise": "tasks.denoise.run",
-                   "deblur": "tasks.deblur.run", "export": "tasks.translate.export", "demo": "apps.demo", "study": "apps.study",
-                   "convert": "convert.reference"}
+#: command -> (module inside asapnet whose ``cmd_<command>`` runs it, its options dataclass in
+#: ``<module's package>.config`` or None: the command takes the parsed arguments as they are)
+COMMAND_MODULES = {"translate": ("tasks.translate.run", "TranslateRunOptions"),
+                   "denoise": ("tasks.denoise.run", "DenoiseRunOptions"),
+                   "deblur": ("tasks.deblur.run", "DeblurRunOptions"),
+                   "export": ("tasks.translate.export", None), "bench": ("bench.report", None),
+                   "demo": ("apps.demo", None), "study": ("apps.study", None), "convert": ("convert.reference", None)}
+
+
+def command_function(command: str) -> "Callable[..., int]":
+    """The function that runs ``asapnet <command>`` (imports its module)."""
+    module = COMMAND_MODULES[command][0]
+    return getattr(importlib.import_module(f"..{module}", __package__), f"cmd_{command}")
 
 
 def _lazy_command(command: str) -> "Callable[[argparse.Namespace], int]":
-    """``asapnet <command>`` handled by ``cmd_<command>`` of its module, imported when it runs."""
+    """``asapnet <command>`` handled by ``cmd_<command>`` of its module, imported when it runs; the parsed
+    arguments become the command's options dataclass where it has one (:func:`asapnet.options.from_args`)."""
     def run(a: argparse.Namespace) -> int:
-        module = importlib.import_module(f"..{COMMAND_MODULES[command]}", __package__)
-        return getattr(module, f"cmd_{command}")(a)
+        from ..options import from_args
+
+        module, options = COMMAND_MODULES[command]
+        if options is not None:
+            config = importlib.import_module(f"..{module.rpartition('.')[0]}.config", __package__)
+            a = from_args(getattr(config, options), a)
+        return command_function(command)(a)
     run.__name__ = f"cmd_{command}"
     return run
 

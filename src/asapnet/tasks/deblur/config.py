@@ -106,3 +106,16 @@ class DeblurTrainOptions:
     threads: Optional[int] = None
     time_budget: Optional[float] = None
     val_images: Optional[int] = None
+
+
+@dataclass
+class DeblurRunOptions:
+    """Options of ``asapnet deblur``; the defaults are the command's. The fields are the command-line options
+    without their dashes (``inputs``: the files, ``out``: the output folder)."""
+
+    inputs: List[str]
+    out: str
+    checkpoint: Optional[str] = None
+    blur_seed: Optional[int] = None
+    device: str = "cpu"
+    threads: Optional[int] = None

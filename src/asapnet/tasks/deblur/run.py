@@ -1,7 +1,6 @@
 """``asapnet deblur``: deblur image files with a trained model (optionally blurring them first)."""
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -15,6 +14,7 @@ from ...data.blur import load_rgb, deterministic_blur, to_uint8_image
 from ...data.io import PathLike
 from ..restore import restore_files
 from .evaluate import measure, run_model
+from .config import DeblurRunOptions
 
 logger = logging.getLogger(__name__)
 
@@ -52,16 +52,16 @@ def deblur_files(model: nn.Module, inputs: Sequence[PathLike], out_dir: PathLike
                          logger=logger, device=device)
 
 
-def cmd_deblur(a: argparse.Namespace) -> int:
+def cmd_deblur(opts: DeblurRunOptions) -> int:
     """``asapnet deblur INPUT... -o OUTDIR --checkpoint PATH [--blur-seed S]``."""
     from ...checkpoint import load_generator
 
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    device = getattr(a, "device", "cpu") or "cpu"
-    model, meta = load_generator(a.checkpoint)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    device = opts.device or "cpu"
+    model, meta = load_generator(opts.checkpoint)
     model.to(device)
-    logger.info(f"model: {a.checkpoint} ({meta['model']}, step {meta.get('step', '?')}"
+    logger.info(f"model: {opts.checkpoint} ({meta['model']}, step {meta.get('step', '?')}"
                 + (f", {device})" if device != "cpu" else ")"))
-    deblur_files(model, a.inputs, a.out, a.blur_seed, device=device)  # logs a line per file
+    deblur_files(model, opts.inputs, opts.out, opts.blur_seed, device=device)  # logs a line per file
     return 0

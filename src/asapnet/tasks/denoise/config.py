@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from ...data.denoise import BLIND_SIGMA_RANGE, DNCNN_SCALES
 
@@ -64,3 +64,17 @@ class DenoiseTrainOptions:
     threads: Optional[int] = None
     time_budget: Optional[float] = None
     val_images: Optional[int] = None
+
+
+@dataclass
+class DenoiseRunOptions:
+    """Options of ``asapnet denoise``; the defaults are the command's. The fields are the command-line options
+    without their dashes (``inputs``: the files, ``out``: the output folder)."""
+
+    inputs: List[str]
+    out: str
+    checkpoint: Optional[str] = None
+    sigma: Optional[float] = None
+    seed: int = 0
+    device: str = "cpu"
+    threads: Optional[int] = None

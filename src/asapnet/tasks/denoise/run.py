@@ -1,7 +1,6 @@
 """``asapnet denoise``: denoise image files with a trained model (optionally adding noise first)."""
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -17,6 +16,7 @@ from ...options import ASAP_DENOISE_CHECKPOINT as ASAP_CHECKPOINT, DNCNN_CHECKPO
 from ..restore import restore_files
 from .build import run_denoiser, shipped_checkpoint, to_uint8_scale
 from .evaluate import measure
+from .config import DenoiseRunOptions
 
 logger = logging.getLogger(__name__)
 
@@ -54,19 +54,19 @@ def denoise_files(model: nn.Module, inputs: Sequence[PathLike], out_dir: PathLik
                          logger=logger, device=device)
 
 
-def cmd_denoise(a: argparse.Namespace) -> int:
+def cmd_denoise(opts: DenoiseRunOptions) -> int:
     """``asapnet denoise INPUT... -o OUTDIR [--sigma S] [--checkpoint PATH]``."""
     from ...checkpoint import load_generator
 
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
     ckpt = {None: shipped_checkpoint(ASAP_CHECKPOINT), "asap": shipped_checkpoint(ASAP_CHECKPOINT),
             "dncnn": shipped_checkpoint(DNCNN_CHECKPOINT),
-            "sadnet": shipped_checkpoint(SADNET_CHECKPOINT)}.get(a.checkpoint) or Path(a.checkpoint)
-    device = getattr(a, "device", "cpu") or "cpu"
+            "sadnet": shipped_checkpoint(SADNET_CHECKPOINT)}.get(opts.checkpoint) or Path(opts.checkpoint)
+    device = opts.device or "cpu"
     model, meta = load_generator(ckpt)
     model.to(device)
     logger.info(f"model: {ckpt} ({meta['model']}, step {meta.get('step', '?')}"
                 + (f", {device})" if device != "cpu" else ")"))
-    denoise_files(model, a.inputs, a.out, a.sigma, a.seed, device=device)  # logs a line per file
+    denoise_files(model, opts.inputs, opts.out, opts.sigma, opts.seed, device=device)  # logs a line per file
     return 0

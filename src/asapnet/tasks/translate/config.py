@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 
 @dataclass
@@ -54,3 +54,19 @@ class TranslateTrainOptions:
     steps: int = 1000
     threads: Optional[int] = None
     time_budget: Optional[float] = None
+
+
+@dataclass
+class TranslateRunOptions:
+    """Options of ``asapnet translate``; the defaults are the command's. The fields are the command-line options
+    without their dashes (``inputs``: the files, ``out``: the output folder)."""
+
+    inputs: List[str]
+    out: str
+    checkpoint: Optional[str] = None
+    instance_dir: Optional[str] = None
+    mode: str = "auto"
+    on_error: str = "stop"
+    device: str = "cpu"
+    precision: str = "fp32"
+    threads: Optional[int] = None

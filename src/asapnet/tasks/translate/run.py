@@ -1,7 +1,6 @@
 """Label map -> photo translation with a trained generator (``asapnet translate``)."""
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import time
@@ -19,6 +18,7 @@ from ...data.datasets import _stem
 from ...data.io import DataError, check_output_paths, read_image, read_label
 from ...data.labels import instance_edges
 from ...options import shipped_weights
+from .config import TranslateRunOptions
 
 logger = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ def translate_files(model: nn.Module, meta: Dict, inputs: Iterable[Path], out_di
     return done
 
 
-def cmd_translate(a: argparse.Namespace) -> int:
+def cmd_translate(opts: TranslateRunOptions) -> int:
     """``asapnet translate``: label maps -> photos with a translator checkpoint, on ``--device`` in
     ``--precision`` (:func:`asapnet.inference.optimize.optimize_for_inference`)."""
     import torch
@@ -302,22 +302,22 @@ def cmd_translate(a: argparse.Namespace) -> int:
     from ...checkpoint import load_generator, require_translator
     from ...inference.optimize import optimize_for_inference
 
-    device, precision = getattr(a, "device", "cpu"), getattr(a, "precision", "fp32")
+    device, precision = opts.device, opts.precision
     check_precision(precision, device)
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    ckpt = Path(a.checkpoint) if a.checkpoint else default_checkpoint()
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    ckpt = Path(opts.checkpoint) if opts.checkpoint else default_checkpoint()
     model, meta = load_generator(ckpt)
     require_translator(model, meta, ckpt)
     # eval mode, spectral norm folded; bf16 / fp16: the whole model in that dtype (CastInference)
     model = optimize_for_inference(model.to(device), precision=precision)
     extra = "" if device == "cpu" and precision == "fp32" else f", {device}, {precision}"
     logger.info(f"model: {ckpt} ({meta['model']}, step {meta.get('step', '?')}{extra})")
-    done = translate_files(model, meta, a.inputs, Path(a.out), a.instance_dir, a.on_error, mode=a.mode,
+    done = translate_files(model, meta, opts.inputs, Path(opts.out), opts.instance_dir, opts.on_error, mode=opts.mode,
                            device=device)
-    logger.info(f"wrote {len(done)} image(s) to {a.out}")
-    skipped = len(a.inputs) - len(done)
+    logger.info(f"wrote {len(done)} image(s) to {opts.out}")
+    skipped = len(opts.inputs) - len(done)
     if skipped:  # --on-error skip: the run went on, but not every input became an image
-        logger.warning(f"skipped {skipped} of {len(a.inputs)} input(s)")
+        logger.warning(f"skipped {skipped} of {len(opts.inputs)} input(s)")
         return 1
     return 0
