@@ -1,8 +1,10 @@
-"""Choices, defaults and small text parsers shared by the command line and the library.
+"""Choices, defaults and small helpers shared by the command line and the library.
 
 This module imports neither torch nor any other part of the package, so that the argument
 parsers (:mod:`asapnet.cli.parsers`, ``asapnet --help``) and the task modules name one definition
-of each choice list and default.
+of each choice list and default. Helpers: text parsers of sizes and noise levels, the precision
+check, the path of a shipped weights file (:func:`shipped_weights`) and the options dataclass of a
+command from its parsed arguments (:func:`from_args`).
 """
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ then ``repeats`` timed forward passes (median, min, max in milliseconds), parame
 GFLOPs (one pass under :class:`torch.utils.flop_counter.FlopCounterMode`), peak memory, and the
 ratio of the model's median time to ASAP's at the same size in the same run.
 
-The library entry point is :func:`benchmark`; :func:`add_parser` and :func:`cmd_bench` are the
-CLI shell over it.
+The library entry point is :func:`benchmark`; ``asapnet bench`` runs it
+(:func:`asapnet.bench.report.cmd_bench`, options in :func:`asapnet.cli.parsers.add_bench_parser`).
 """
 from __future__ import annotations
 
