@@ -167,10 +167,10 @@ def test_translate_files_moves_inputs_and_casts_them_for_a_low_precision_model(f
 
 
 def test_denoise_deblur_and_their_evaluations_use_the_device(files, tmp_path):
-    from asapnet.tasks.deblur.config import DeblurRunOptions
+    from asapnet.tasks.deblur.config import DeblurEvaluateOptions, DeblurRunOptions
     from asapnet.tasks.deblur.run import cmd_deblur
     from asapnet.tasks.deblur.evaluate import cmd_evaluate_deblur
-    from asapnet.tasks.denoise.config import DenoiseRunOptions
+    from asapnet.tasks.denoise.config import DenoiseEvaluateOptions, DenoiseRunOptions
     from asapnet.tasks.denoise.run import cmd_denoise
     from asapnet.tasks.denoise.evaluate import cmd_evaluate_denoise
 
@@ -178,16 +178,14 @@ def test_denoise_deblur_and_their_evaluations_use_the_device(files, tmp_path):
         cmd_denoise(DenoiseRunOptions(inputs=[str(files / "gray" / "g.png")], out=str(tmp_path / "d"),
                                       checkpoint=str(files / "dncnn.safetensors"), sigma=25.0, seed=0, device="meta"))
     with pytest.raises(NotImplementedError, match=META_COPY):
-        cmd_evaluate_denoise(argparse.Namespace(checkpoint=str(files / "dncnn.safetensors"),
-                                                data=[str(files / "gray")], sigma=[25.0], seed=0, json=True,
-                                                threads=None, device="meta"))
+        cmd_evaluate_denoise(DenoiseEvaluateOptions(checkpoint=str(files / "dncnn.safetensors"),
+                                                    data=[str(files / "gray")], sigma=[25.0], json=True, device="meta"))
     with pytest.raises(NotImplementedError, match=META_COPY):
         cmd_deblur(DeblurRunOptions(inputs=[str(files / "rgb" / "c.png")], out=str(tmp_path / "b"),
                                     checkpoint=str(files / "deblurgan.safetensors"), device="meta"))
     with pytest.raises(NotImplementedError, match=META_COPY):
-        cmd_evaluate_deblur(argparse.Namespace(checkpoint=[str(files / "deblurgan.safetensors")],
-                                               data=[str(files / "rgb")], seed=0, scale=1.0, fid=False, json=True,
-                                               threads=None, device="meta", data_root=None))
+        cmd_evaluate_deblur(DeblurEvaluateOptions(checkpoint=[str(files / "deblurgan.safetensors")],
+                                                  data=[str(files / "rgb")], json=True, device="meta"))
     assert not (tmp_path / "d").exists() and not (tmp_path / "b").exists()
 
 

@@ -189,6 +189,8 @@ def test_cli_compares_several_checkpoints(tmp_path, pix2pix, seg_path, capsys):
     from asapnet.config import asap_preset
     from asapnet.cli.task_args import add_evaluate_translate_args
     from asapnet.tasks.translate.results import cmd_evaluate_translate
+    from asapnet.options import from_args
+    from asapnet.tasks.translate.config import TranslateEvaluateOptions
 
     cfg = asap_preset("tiny", in_channels=35)
     meta = {"dataset": "cityscapes-pix2pix", "num_classes": 35, "use_instance": False}
@@ -200,7 +202,7 @@ def test_cli_compares_several_checkpoints(tmp_path, pix2pix, seg_path, capsys):
     args = ap.parse_args(["--checkpoint", f"a={tmp_path / 'g0.safetensors'}", f"b={tmp_path / 'g1.safetensors'}",
                           "--data-root", str(pix2pix.parent), "--limit", "2", "--metrics", "psnr,segscore",
                           "--segmenter", str(seg_path), "--trivial-sample", "10", "--json"])
-    assert cmd_evaluate_translate(args) == 0
+    assert cmd_evaluate_translate(from_args(TranslateEvaluateOptions, args)) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["dataset"] == "cityscapes-pix2pix" and res["images"] == 2
     assert [r["name"] for r in res["rows"]] == ["a", "b", "mean colour", "class mean colour", "real photos"]
@@ -209,7 +211,7 @@ def test_cli_compares_several_checkpoints(tmp_path, pix2pix, seg_path, capsys):
     args = ap.parse_args(["--checkpoint", str(tmp_path / "g0.safetensors"), str(tmp_path / "g1.safetensors"),
                           "--dataset", "cityscapes"])
     with pytest.raises(ValueError, match="one checkpoint"):
-        cmd_evaluate_translate(args)
+        cmd_evaluate_translate(from_args(TranslateEvaluateOptions, args))
 
     from asapnet.cli import main  # the same options through 'asapnet evaluate'
     assert main(["evaluate", "--task", "translate", "--checkpoint", str(tmp_path / "g0.safetensors"), "--data-root",

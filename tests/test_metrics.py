@@ -222,6 +222,8 @@ def test_evaluate_translation_on_the_heldout_pair(eval_setup, monkeypatch):
 
 def test_evaluate_translation_fid_with_injected_extractor_and_cli_json(eval_setup, capsys):
     from asapnet.tasks.translate.results import cmd_evaluate_translate
+    from asapnet.options import from_args
+    from asapnet.tasks.translate.config import TranslateEvaluateOptions
     from asapnet.tasks.translate.evaluate import evaluate_translation
 
     d, data, pairs = eval_setup
@@ -235,11 +237,12 @@ def test_evaluate_translation_fid_with_injected_extractor_and_cli_json(eval_setu
     add_evaluate_translate_args(ap)
     args = ap.parse_args(["--checkpoint", str(d / "g.safetensors"), "--data", str(data), "--metrics", "psnr,segscore",
                           "--json", "--size", "32x64", "--segmenter", str(d / "segmenter.safetensors")])
-    assert cmd_evaluate_translate(args) == 0
+    assert cmd_evaluate_translate(from_args(TranslateEvaluateOptions, args)) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["metric"] for r in lines] == ["psnr", "segscore"] and lines[0]["size"] == [32, 64]
     args.metrics, args.json, args.segmenter = "segscore", False, None
-    assert cmd_evaluate_translate(args) in (0, 1)  # 1 where no segmenter is shipped
+    # 1 where no segmenter is shipped
+    assert cmd_evaluate_translate(from_args(TranslateEvaluateOptions, args)) in (0, 1)
     out = capsys.readouterr()
     assert "segscore" in out.out
 

@@ -1,5 +1,6 @@
-"""``asapnet`` command line: argument parsing (:mod:`.parsers`, :mod:`.argtypes`) and dispatch of each
-command to the library (:mod:`.commands`). Nothing in the library imports this package.
+"""``asapnet`` command line: argument parsing (:mod:`.parsers`, :mod:`.task_args`, :mod:`.argtypes`) into
+the tasks' options dataclasses and dispatch of each command to the library (:mod:`.commands`). Nothing in
+the library imports this package.
 
     asapnet train [--task translate|denoise|deblur|segment] ...
     asapnet translate LABEL.png... -o OUTDIR [--checkpoint PATH]

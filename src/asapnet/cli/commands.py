@@ -44,27 +44,33 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    """Dispatch ``asapnet evaluate`` on ``--task``."""
+    """Dispatch ``asapnet evaluate`` on ``--task``: the parsed options become the task's evaluation
+    options dataclass (:func:`asapnet.options.from_args`)."""
+    from ..options import from_args
+
     if a.task == "deblur":
         if not a.checkpoint:
             raise ValueError("evaluate --task deblur needs --checkpoint")
+        from ..tasks.deblur.config import DeblurEvaluateOptions
         from ..tasks.deblur.evaluate import cmd_evaluate_deblur
-        return cmd_evaluate_deblur(a)
+        return cmd_evaluate_deblur(from_args(DeblurEvaluateOptions, a))
+    from ..tasks.translate.config import TranslateEvaluateOptions
     from ..tasks.translate.results import cmd_evaluate_translate
     if a.task == "translate":
-        return cmd_evaluate_translate(a)  # takes [NAME=]PATH lists and checks --data itself
+        # takes [NAME=]PATH lists and checks --data itself
+        return cmd_evaluate_translate(from_args(TranslateEvaluateOptions, a))
     if a.checkpoint and len(a.checkpoint) > 1:
         raise ValueError(f"evaluate --task {a.task} takes one --checkpoint")
-    if a.data and len(a.data) > 1 and a.task == "translate":
-        raise ValueError("evaluate --task translate takes one --data folder")
     ckpt = a.checkpoint[0] if a.checkpoint else None
     if a.task == "denoise":
         if not ckpt or not a.data:
             raise ValueError("evaluate --task denoise needs --checkpoint and --data")
+        from ..tasks.denoise.config import DenoiseEvaluateOptions
         from ..tasks.denoise.evaluate import cmd_evaluate_denoise
-        return cmd_evaluate_denoise(argparse.Namespace(**{**vars(a), "checkpoint": ckpt}))
-    return cmd_evaluate_translate(argparse.Namespace(**{**vars(a), "checkpoint": ckpt,
-                                                        "data": a.data[0] if a.data else None}))
+        one = argparse.Namespace(**{**vars(a), "checkpoint": ckpt})
+        return cmd_evaluate_denoise(from_args(DenoiseEvaluateOptions, one))
+    return cmd_evaluate_translate(from_args(TranslateEvaluateOptions, argparse.Namespace(
+        **{**vars(a), "checkpoint": ckpt, "data": a.data[0] if a.data else None})))
 
 
 #: command -> (module inside asapnet whose ``cmd_<command>`` runs it, its options dataclass in

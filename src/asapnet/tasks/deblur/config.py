@@ -119,3 +119,21 @@ class DeblurRunOptions:
     blur_seed: Optional[int] = None
     device: str = "cpu"
     threads: Optional[int] = None
+
+
+@dataclass
+class DeblurEvaluateOptions:
+    """Options of ``asapnet evaluate --task deblur``; the defaults are the command's. The fields are the command-line
+    options without their dashes; ``checkpoint``: ``[NAME=]PATH`` specs; ``data``: folders of sharp test images
+    (default: the held-out split)."""
+
+    checkpoint: List[str]
+    data: Optional[List[str]] = None
+    data_root: Optional[str] = None
+    seed: int = 0
+    scale: float = 1.0
+    fid: bool = False
+    fid_weights: Optional[str] = None
+    json: bool = False
+    device: str = "cpu"
+    threads: Optional[int] = None

@@ -3,7 +3,6 @@ held-out set with deterministic blur (:func:`evaluate_deblur`), run times (:func
 ``asapnet evaluate --task deblur``."""
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -16,7 +15,7 @@ import torch.nn as nn
 from ...console import progress as _progress
 from ...data.blur import BlurTestDataset, quantize
 from ...data.io import PathLike, list_images
-from .config import default_split
+from .config import default_split, DeblurEvaluateOptions
 
 
 @torch.no_grad()
@@ -137,28 +136,28 @@ def _as_list(v: Any) -> List[str]:
     return [] if v is None else [v] if isinstance(v, (str, Path)) else list(v)
 
 
-def cmd_evaluate_deblur(a: argparse.Namespace) -> int:
+def cmd_evaluate_deblur(opts: DeblurEvaluateOptions) -> int:
     """``asapnet evaluate --task deblur --checkpoint [NAME=]PATH... [--data DIR...] [--json]``."""
     from ...checkpoint import load_generator
 
-    if getattr(a, "threads", None):
-        torch.set_num_threads(a.threads)
-    seed = getattr(a, "seed", 0) or 0
-    data = _as_list(getattr(a, "data", None))
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    seed = opts.seed or 0
+    data = _as_list(opts.data)
     if data:
         files = [f for d in data for f in list_images(d)]
-        ds = BlurTestDataset(files, seed, scale=getattr(a, "scale", 1.0))
+        ds = BlurTestDataset(files, seed, scale=opts.scale)
     else:
-        split = default_split(getattr(a, "data_root", None))
+        split = default_split(opts.data_root)
         ds = BlurTestDataset(split.test, seed, scale=split.test_scales)
-    ckpts = _as_list(a.checkpoint)
+    ckpts = _as_list(opts.checkpoint)
     if not ckpts:
         raise ValueError("give --checkpoint [NAME=]PATH (a deblurring generator)")
-    device = getattr(a, "device", "cpu") or "cpu"
+    device = opts.device or "cpu"
     models = {name: load_generator(path)[0].to(device) for name, path in _named_checkpoints(ckpts)}
-    rows = evaluate_deblur(models, ds, fid=getattr(a, "fid", False), fid_weights=getattr(a, "fid_weights", None),
+    rows = evaluate_deblur(models, ds, fid=opts.fid, fid_weights=opts.fid_weights,
                            device=device)
-    if getattr(a, "json", False):
+    if opts.json:
         for r in rows:
             print(json.dumps(r))
         return 0

@@ -1,7 +1,7 @@
 """Denoising training data (:class:`DenoiseDataConfig`) and the defaults of ``asapnet train --task denoise``."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 from ...data.denoise import BLIND_SIGMA_RANGE, DNCNN_SCALES
@@ -76,5 +76,19 @@ class DenoiseRunOptions:
     checkpoint: Optional[str] = None
     sigma: Optional[float] = None
     seed: int = 0
+    device: str = "cpu"
+    threads: Optional[int] = None
+
+
+@dataclass
+class DenoiseEvaluateOptions:
+    """Options of ``asapnet evaluate --task denoise``; the defaults are the command's. The fields are the command-
+    line options without their dashes; ``data``: folders of clean test images."""
+
+    checkpoint: str
+    data: List[str]
+    sigma: List[float] = field(default_factory=lambda: [15.0, 25.0, 50.0])
+    seed: int = 0
+    json: bool = False
     device: str = "cpu"
     threads: Optional[int] = None

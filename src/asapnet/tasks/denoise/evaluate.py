@@ -2,7 +2,6 @@
 ``asapnet evaluate --task denoise``."""
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -16,6 +15,7 @@ from ...console import progress as _progress
 from ...data.denoise import NoisyTestDataset
 from ...data.io import PathLike, list_images
 from .build import run_denoiser, to_uint8_scale
+from .config import DenoiseEvaluateOptions
 
 
 def measure(output: torch.Tensor, clean: torch.Tensor) -> Tuple[float, float]:
@@ -89,21 +89,21 @@ def evaluate_denoiser(model: nn.Module, folder: PathLike, sigmas: Sequence[float
     return rows
 
 
-def cmd_evaluate_denoise(a: argparse.Namespace) -> int:
+def cmd_evaluate_denoise(opts: DenoiseEvaluateOptions) -> int:
     """``asapnet evaluate --task denoise --checkpoint PATH --data DIR... --sigma 15,25,50 [--json]``."""
     from ...checkpoint import load_generator
 
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    device = getattr(a, "device", "cpu") or "cpu"
-    model, meta = load_generator(a.checkpoint)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    device = opts.device or "cpu"
+    model, meta = load_generator(opts.checkpoint)
     model.to(device)
-    rows = [r for d in a.data for r in evaluate_denoiser(model, d, a.sigma, a.seed, device=device)]
-    if a.json:
+    rows = [r for d in opts.data for r in evaluate_denoiser(model, d, opts.sigma, opts.seed, device=device)]
+    if opts.json:
         for r in rows:
             print(json.dumps({k: r[k] for k in ("dataset", "sigma", "psnr", "ssim", "ms")}))
         return 0
-    print(f"model: {a.checkpoint} ({meta['model']}, step {meta.get('step', '?')})")  # the table's heading
+    print(f"model: {opts.checkpoint} ({meta['model']}, step {meta.get('step', '?')})")  # the table's heading
     print(f"{'dataset':<12}{'sigma':>6}{'PSNR (dB)':>11}{'SSIM':>8}{'ms/img':>9}")
     for r in rows:
         print(f"{r['dataset']:<12}{r['sigma']:>6g}{r['psnr']:>11.2f}{r['ssim']:>8.4f}{r['ms']:>9.1f}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 
 @dataclass
@@ -69,4 +69,30 @@ class TranslateRunOptions:
     on_error: str = "stop"
     device: str = "cpu"
     precision: str = "fp32"
+    threads: Optional[int] = None
+
+
+@dataclass
+class TranslateEvaluateOptions:
+    """Options of ``asapnet evaluate --task translate``; the defaults are the command's. The fields are the command-
+    line options without their dashes; ``checkpoint``: ``[NAME=]PATH`` specs (default: the shipped model);
+    ``data``: one folder."""
+
+    checkpoint: Union[str, List[str], None] = None
+    data: Union[str, List[str], None] = None
+    dataset: Optional[str] = None
+    metrics: Optional[str] = None
+    size: Optional[str] = None
+    split: str = "train"
+    pairs: str = "heldout"
+    holdout: Optional[int] = None
+    limit: Optional[int] = None
+    tile: Optional[int] = None
+    train_data: Optional[str] = None
+    trivial_sample: int = 300
+    segmenter: Optional[str] = None
+    fid_weights: Optional[str] = None
+    data_root: Optional[str] = None
+    json: bool = False
+    device: str = "cpu"
     threads: Optional[int] = None

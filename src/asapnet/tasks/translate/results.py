@@ -15,6 +15,7 @@ from ...options import ALL_METRICS, DEFAULT_METRICS, TABLE_METRICS
 from .scoring import resolve_dataset
 from .compare import compare_translations, parse_checkpoint_specs
 from .evaluate import evaluate_translation
+from .config import TranslateEvaluateOptions
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def _as_list(v: Any) -> List[str]:
     return [] if v is None else [str(v)] if isinstance(v, (str, Path)) else [str(x) for x in v]
 
 
-def cmd_evaluate_translate(a: argparse.Namespace) -> int:
+def cmd_evaluate_translate(opts: TranslateEvaluateOptions) -> int:
     """Run :func:`compare_translations` (``--dataset cityscapes-pix2pix`` / ``facades``, any number
     of ``--checkpoint [NAME=]PATH``) or :func:`evaluate_translation` (``--dataset cityscapes``, one
     checkpoint) from parsed arguments; print a table or JSON (one object for the comparison, one per
@@ -141,15 +142,15 @@ def cmd_evaluate_translate(a: argparse.Namespace) -> int:
     from ...options import parse_size
     from .run import default_checkpoint
 
-    if getattr(a, "threads", None):
-        torch.set_num_threads(a.threads)
-    device = getattr(a, "device", "cpu") or "cpu"
-    specs = _as_list(getattr(a, "checkpoint", None)) or [str(default_checkpoint())]
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    device = opts.device or "cpu"
+    specs = _as_list(opts.checkpoint) or [str(default_checkpoint())]
     named = parse_checkpoint_specs(specs)
     loaded = {name: (*load_generator(path), path) for name, path in named.items()}
-    dataset = resolve_dataset(getattr(a, "dataset", None), [v[1] for v in loaded.values()])
-    size = parse_size(a.size) if getattr(a, "size", None) else None
-    data = _as_list(getattr(a, "data", None))
+    dataset = resolve_dataset(opts.dataset, [v[1] for v in loaded.values()])
+    size = parse_size(opts.size) if opts.size else None
+    data = _as_list(opts.data)
     if len(data) > 1:
         raise ValueError("evaluate --task translate takes one --data folder")
     data_dir = Path(data[0]) if data else None
@@ -157,30 +158,30 @@ def cmd_evaluate_translate(a: argparse.Namespace) -> int:
         if len(loaded) > 1:
             raise ValueError("--dataset cityscapes scores one checkpoint; compare several on --dataset "
                              "cityscapes-pix2pix or facades")
-        return _cmd_evaluate_one(a, next(iter(named.values())), data_dir or data_root(getattr(a, "data_root", None))
+        return _cmd_evaluate_one(opts, next(iter(named.values())), data_dir or data_root(opts.data_root)
                                  / "cityscapes_samples", size, device)
-    metrics = parse_metrics(a.metrics) if a.metrics else list(TABLE_METRICS)
-    res = compare_translations(loaded, dataset, data_dir, train_dir=getattr(a, "train_data", None),
-                               trivial_sample=getattr(a, "trivial_sample", 300),
-                               data_root=getattr(a, "data_root", None), limit=getattr(a, "limit", None), size=size,
-                               metrics=metrics, segmenter=getattr(a, "segmenter", None), tile=getattr(a, "tile", None),
-                               fid_weights=getattr(a, "fid_weights", None), log=logger.info, device=device)
-    print(json.dumps(res) if a.json else format_comparison(res))
+    metrics = parse_metrics(opts.metrics) if opts.metrics else list(TABLE_METRICS)
+    res = compare_translations(loaded, dataset, data_dir, train_dir=opts.train_data,
+                               trivial_sample=opts.trivial_sample,
+                               data_root=opts.data_root, limit=opts.limit, size=size,
+                               metrics=metrics, segmenter=opts.segmenter, tile=opts.tile,
+                               fid_weights=opts.fid_weights, log=logger.info, device=device)
+    print(json.dumps(res) if opts.json else format_comparison(res))
     missing = {k: v for k, v in res["unavailable"].items() if k != "lpips"}
     for k, v in missing.items():
         logger.warning(f"asapnet evaluate: {k} unavailable: {v}")
-    return 1 if (missing and a.metrics) else 0
+    return 1 if (missing and opts.metrics) else 0
 
 
-def _cmd_evaluate_one(a: argparse.Namespace, ckpt: Path, data: Path, size: Optional[Tuple[int, int]],
+def _cmd_evaluate_one(opts: TranslateEvaluateOptions, ckpt: Path, data: Path, size: Optional[Tuple[int, int]],
                       device: str = "cpu") -> int:
-    metrics = parse_metrics(a.metrics) if a.metrics else list(DEFAULT_METRICS)
-    results = evaluate_translation(ckpt, data, metrics, split=getattr(a, "split", "train"),
-                                   which=getattr(a, "pairs", "heldout"), holdout=getattr(a, "holdout", None),
-                                   size=size, segmenter=getattr(a, "segmenter", None),
-                                   fid_weights=getattr(a, "fid_weights", None), dataset="cityscapes",
-                                   tile=getattr(a, "tile", None), log=logger.debug, device=device)
-    if a.json:
+    metrics = parse_metrics(opts.metrics) if opts.metrics else list(DEFAULT_METRICS)
+    results = evaluate_translation(ckpt, data, metrics, split=opts.split,
+                                   which=opts.pairs, holdout=opts.holdout,
+                                   size=size, segmenter=opts.segmenter,
+                                   fid_weights=opts.fid_weights, dataset="cityscapes",
+                                   tile=opts.tile, log=logger.debug, device=device)
+    if opts.json:
         for r in results:
             print(json.dumps(r))
     else:
@@ -189,4 +190,4 @@ def _cmd_evaluate_one(a: argparse.Namespace, ckpt: Path, data: Path, size: Optio
     missing = [r for r in results if not r.get("available", True) and r["metric"] != "lpips"]
     for r in missing:
         logger.warning(f"asapnet evaluate: {r['metric']} unavailable: {r['reason']}")
-    return 1 if (missing and a.metrics) else 0
+    return 1 if (missing and opts.metrics) else 0
