@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from asapnet.checkpoint import save_generator
 from asapnet.config import asap_preset
 from asapnet.cli.parsers import add_export_parser
+from asapnet.options import from_args
+from asapnet.tasks.translate.config import TranslateExportOptions
 from asapnet.tasks.translate.export import cmd_export
 from asapnet.inference.onnx import (antialiased_downsample, default_verify_sizes, export_onnx,
                             onnx_metadata, onnxruntime_runner, verify_onnx)
@@ -118,7 +120,7 @@ def test_cli_export_prints_diffs(ckpt, tmp_path, capsys, caplog):
     out = tmp_path / "cli.onnx"
     args = ap.parse_args(["export", "--checkpoint", str(ckpt), "-o", str(out), "--verify-sizes", "21x35,50x17"])
     caplog.set_level("INFO", logger="asapnet")
-    assert cmd_export(args) == 0
+    assert cmd_export(from_args(TranslateExportOptions, args)) == 0
     assert f"wrote {out}" in caplog.text  # a log message; the verification's numbers are printed
     text = capsys.readouterr().out
     lines = [ln for ln in text.splitlines() if "max abs diff" in ln]

@@ -78,7 +78,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 COMMAND_MODULES = {"translate": ("tasks.translate.run", "TranslateRunOptions"),
                    "denoise": ("tasks.denoise.run", "DenoiseRunOptions"),
                    "deblur": ("tasks.deblur.run", "DeblurRunOptions"),
-                   "export": ("tasks.translate.export", None), "bench": ("bench.report", None),
+                   "export": ("tasks.translate.export", "TranslateExportOptions"), "bench": ("bench.report", None),
                    "demo": ("apps.demo", None), "study": ("apps.study", None), "convert": ("convert.reference", None)}
 
 

@@ -96,3 +96,18 @@ class TranslateEvaluateOptions:
     json: bool = False
     device: str = "cpu"
     threads: Optional[int] = None
+
+
+@dataclass
+class TranslateExportOptions:
+    """Options of ``asapnet export``; the defaults are the command's. The fields are the command-line
+    options without their dashes; ``checkpoint`` None: the shipped Cityscapes model; ``verify_sizes``
+    None: two sizes chosen from the model's tile size."""
+
+    out: str
+    checkpoint: Optional[str] = None
+    opset: Optional[int] = None
+    dynamo: bool = False
+    verify_sizes: Optional[List[Tuple[int, int]]] = None
+    no_verify: bool = False
+    threads: Optional[int] = None
