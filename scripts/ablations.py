@@ -3,7 +3,7 @@
     python scripts/ablations.py --out runs/ablations --steps 300 [--segmenter runs/segmenter/segmenter.safetensors]
     python scripts/ablations.py --out runs/ablations --report-only --segmenter runs/segmenter/segmenter.safetensors  # re-score, rebuild the table
 
-Every variant is trained by :class:`asapnet.train.Trainer` on the real Cityscapes sample pairs
+Every variant is trained by :class:`asapnet.training.trainer.Trainer` on the real Cityscapes sample pairs
 (7 training pairs, the last pair held out) resized to ``--size`` (128x256 by default), with the
 same steps, seed, losses (hinge GAN + feature matching + L1 x 10; no VGG, whose ImageNet weights
 cannot be downloaded here) and discriminator. Then each is scored on the held-out pair (PSNR /
@@ -33,13 +33,14 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from asapnet.bench import count_gflops
+from asapnet.bench.inputs import count_gflops
 from asapnet.config import ASAPConfig, DiscriminatorConfig, TrainConfig
 from asapnet.data import LabelPhotoDataset, cityscapes_pairs, data_root
 from asapnet.metrics import psnr_ssim
 from asapnet.models import create_model
-from asapnet.models.inference import prepare_for_inference
-from asapnet.train import Trainer, train
+from asapnet.inference.optimize import prepare_for_inference
+from asapnet.training.trainer import Trainer
+from asapnet.training.loop import train
 
 #: The base model of the ablations: a narrow LR stream that trains in minutes on one CPU thread.
 BASE = dict(s1=1, s2=16, lr_width=32, lr_max_width=128, lr_depth=3, hr_width=64, hr_depth=5)
@@ -126,7 +127,7 @@ def score_variant(name: str, run: Path, pairs, test_pairs, segmenter) -> Dict[st
                            "psnr": psnr, "ssim": ssim, "ms_per_image": _ms_per_image(G, val_set[0]["input"][None]),
                            "gflops": count_gflops(G, val_set[0]["input"][None])}
     if segmenter is not None:
-        from asapnet.segment import segscore
+        from asapnet.tasks.segment.evaluate import segscore
         s = segscore(fake, lab, segmenter)
         row.update(heldout_miou=s.miou, heldout_pixel_accuracy=s.pixel_accuracy)
         if test_pairs:
@@ -187,7 +188,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     segmenter, ceiling = None, None
     if a.segmenter:
-        from asapnet.segment import load_pairs, load_segmenter, score_predictions
+        from asapnet.tasks.segment.train import load_pairs
+        from asapnet.tasks.segment.evaluate import score_predictions
+        from asapnet.tasks.segment.build import load_segmenter
         segmenter = load_segmenter(a.segmenter)
         img, ids = load_pairs(pairs[-1:], segmenter.cfg.size)
         s = score_predictions(segmenter.predict(img), ids)

@@ -18,8 +18,8 @@ from PIL import Image
 
 from asapnet.checkpoint import load_generator
 from asapnet.data import data_root, read_label
-from asapnet.train import label_colors
-from asapnet.translate import default_checkpoint, translate_files
+from asapnet.training.batches import label_colors
+from asapnet.tasks.translate.run import default_checkpoint, translate_files
 
 
 def main() -> None:

@@ -27,7 +27,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import test_convert as ref  # noqa: E402  (reference semantics written independently of asapnet)
 
-from asapnet.convert import convert_state_dict, reference_options  # noqa: E402
+from asapnet.convert.reference import convert_state_dict  # noqa: E402
+from asapnet.convert.options import reference_options
 
 
 def main() -> None:

@@ -20,7 +20,8 @@ from PIL import Image, ImageDraw
 
 from asapnet.checkpoint import load_generator
 from asapnet.data.blur import BlurTestDataset, to_uint8_image
-from asapnet.deblur import default_split, evaluate_deblur, run_model, time_models
+from asapnet.tasks.deblur.config import default_split
+from asapnet.tasks.deblur.evaluate import evaluate_deblur, run_model, time_models
 
 
 def grid(rows, labels, path: Path, crop: int) -> None:

@@ -35,7 +35,9 @@ from PIL import Image, ImageDraw
 from asapnet.checkpoint import load_generator
 from asapnet.data.datasets import data_root
 from asapnet.data.denoise import deterministic_noisy, read_gray
-from asapnet.denoise import ASAP_CHECKPOINT, DNCNN_CHECKPOINT, measure, run_denoiser, shipped_checkpoint, to_uint8_scale
+from asapnet.tasks.denoise.build import (ASAP_CHECKPOINT, DNCNN_CHECKPOINT, run_denoiser, shipped_checkpoint,
+                                         to_uint8_scale)
+from asapnet.tasks.denoise.evaluate import measure
 
 LABEL_H = 22  # pixels of caption above every panel
 

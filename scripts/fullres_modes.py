@@ -4,7 +4,7 @@
         [--data ../shared/data/cityscapes_samples] [--out docs/translation_fullres.json] [--picture docs/fullres_modes.jpg]
 
 For every full-resolution pair of ``cityscapes_samples/train_{label,img}`` (8 frames, 2048x1024)
-and every mode of :func:`asapnet.translate.run_generator`:
+and every mode of :func:`asapnet.tasks.translate.run.run_generator`:
 
 * ``pixelwise``: LR stream at the training scale, per-pixel MLPs at full resolution;
 * ``bilinear``: translate at 256x512, upsample the output bilinearly;
@@ -34,8 +34,8 @@ from asapnet.data.datasets import cityscapes_pairs, data_root
 from asapnet.data.io import read_image
 from asapnet.metrics import psnr_ssim
 from asapnet.metrics.tiles import tile_seam_ratio, within_tile_contrast
-from asapnet.models.inference import prepare_for_inference
-from asapnet.translate import default_checkpoint, label_to_input, model_train_size, run_generator
+from asapnet.inference.optimize import prepare_for_inference
+from asapnet.tasks.translate.run import default_checkpoint, label_to_input, model_train_size, run_generator
 
 MODES = ("pixelwise", "bilinear", "native")
 

@@ -51,15 +51,15 @@ class Mutation:
 
 
 MUTATIONS: List[Mutation] = [
-    Mutation("hinge_g_sign", "hinge_g_loss: -E[D(fake)] -> +E[D(fake)]", "losses.py",
+    Mutation("hinge_g_sign", "hinge_g_loss: -E[D(fake)] -> +E[D(fake)]", "losses/gan.py",
              "return sum(-f[-1].mean() for f in fake) / len(fake)",
              "return sum(f[-1].mean() for f in fake) / len(fake)",
              ["tests/test_known_values.py"]),
-    Mutation("hinge_d_fake_sign", "hinge_d_loss: relu(1 + D(fake)) -> relu(1 - D(fake))", "losses.py",
+    Mutation("hinge_d_fake_sign", "hinge_d_loss: relu(1 + D(fake)) -> relu(1 - D(fake))", "losses/gan.py",
              "F.relu(1 + f[-1]).mean()", "F.relu(1 - f[-1]).mean()",
              ["tests/test_known_values.py"]),
     Mutation("feature_matching_sum_scales", "feature_matching_loss: sum over scales instead of the mean",
-             "losses.py", "            loss = loss + F.l1_loss(ff, rf.detach())\n    return loss / len(real)",
+             "losses/gan.py", "            loss = loss + F.l1_loss(ff, rf.detach())\n    return loss / len(real)",
              "            loss = loss + F.l1_loss(ff, rf.detach())\n    return loss",
              ["tests/test_known_values.py"]),
     Mutation("psnr_scale_0_1", "psnr_ssim: to_255 maps [-1, 1] to [0, 1] (data_range stays 255)",

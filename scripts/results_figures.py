@@ -33,11 +33,12 @@ from PIL import Image, ImageDraw
 
 from asapnet.checkpoint import load_generator
 from asapnet.data import cityscapes_pairs, data_root
-from asapnet.evaluate import checkpoint_load_size, evaluate_translation, generate, select_pairs
+from asapnet.tasks.translate.scoring import checkpoint_load_size, generate, select_pairs
+from asapnet.tasks.translate.evaluate import evaluate_translation
 from asapnet.metrics.segmentation import CITYSCAPES_TRAIN_CLASSES
-from asapnet.models.inference import prepare_for_inference
-from asapnet.train import label_colors
-from asapnet.translate import default_checkpoint
+from asapnet.inference.optimize import prepare_for_inference
+from asapnet.training.batches import label_colors
+from asapnet.tasks.translate.run import default_checkpoint
 
 GRID_COLUMNS = ("label", "asap", "pix2pixhd", "spade", "real")
 TILE = (128, 256)  # (H, W) of one grid tile

@@ -8,7 +8,7 @@
 
 For each dataset given (checkpoints as ``NAME=PATH``, the ASAP one first: its tile size S is used for
 the tile metrics of every row), every checkpoint and three reference rows (mean colour, class mean
-colour, real photos) are scored on the same label maps by :func:`asapnet.evaluate.compare_translations`
+colour, real photos) are scored on the same label maps by :func:`asapnet.tasks.translate.evaluate.compare_translations`
 (``asapnet evaluate --task translate --dataset ...`` prints the same table). Writes
 
 * ``docs/cityscapes_val_grid.jpg``: label | one column per checkpoint, for ``--grid`` val images
@@ -37,9 +37,10 @@ from PIL import Image, ImageDraw
 
 from asapnet.checkpoint import load_generator
 from asapnet.data import data_root
-from asapnet.evaluate import (SPLITS, comparison_markdown, compare_translations, open_split,
-                              parse_checkpoint_specs)
-from asapnet.models.inference import prepare_for_inference
+from asapnet.tasks.translate.scoring import SPLITS
+from asapnet.tasks.translate.results import comparison_markdown
+from asapnet.tasks.translate.compare import compare_translations, open_split, parse_checkpoint_specs
+from asapnet.inference.optimize import prepare_for_inference
 
 GRID_FILES = {"cityscapes-pix2pix": "cityscapes_val_grid.jpg", "facades": "facades_test_grid.jpg"}
 TITLES = {"cityscapes-pix2pix": "Cityscapes (pix2pix set), val split", "facades": "CMP Facades, test split"}

@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from asapnet import create_model
-from asapnet.bench import (add_parser, asap_preset_for, benchmark, cmd_bench, format_table, parse_sizes,
-                           random_label_input)
+from asapnet.cli.parsers import add_bench_parser as add_parser
+from asapnet.bench.inputs import asap_preset_for, random_label_input
+from asapnet.bench.benchmark import benchmark, parse_sizes
+from asapnet.bench.report import cmd_bench, format_table
 
 TINY = {"asap": {"preset": "tiny"}, "pix2pixhd": dict(ngf=4, n_blocks=1),
         "spade": dict(ngf=2, spade_hidden=8), "pix2pix": dict(ngf=4, num_downs=5)}
@@ -173,7 +175,7 @@ def test_cli_table_and_plot(tmp_path, capsys):
 
 
 def test_asap_stages_reports_consistent_breakdown():
-    from asapnet.bench import asap_stages
+    from asapnet.bench.benchmark import asap_stages
     r = asap_stages((64, 96), preset="tiny", repeats=1)
     assert r["preset"] == "tiny" and r["lr_ms"] > 0 and r["hr_ms"] > 0 and r["matmul_gflops"] > 0
     assert r["hr_gflop"] == pytest.approx(2 * ((36 + 8) * 8 + 8 * 8 + 8 * 3) * 64 * 96 / 1e9)  # 36 inputs + 8 PE channels (S=4)

@@ -8,7 +8,7 @@ from PIL import Image
 
 from asapnet.cli import main
 from asapnet.losses import PretrainedWeightsUnavailable, VGGPerceptualLoss
-from asapnet.translate import default_checkpoint
+from asapnet.tasks.translate.run import default_checkpoint
 
 from conftest import EXAMPLES
 
@@ -83,3 +83,16 @@ def test_vgg_loss_with_injected_features():
     a = torch.rand(1, 3, 32, 32) * 2 - 1
     assert loss(a, a).item() == 0
     assert loss(a, -a).item() > 0
+
+
+def test_every_command_has_its_function():
+    """Each lazily imported command names a module that defines ``cmd_<command>`` (and its options class)."""
+    import importlib
+
+    from asapnet.cli import commands
+
+    for command, (module, options) in commands.COMMAND_MODULES.items():
+        assert callable(commands.command_function(command)), command
+        if options is not None:
+            config = importlib.import_module(f"asapnet.{module.rpartition('.')[0]}.config")
+            assert hasattr(config, options), (command, options)

@@ -24,15 +24,17 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from asapnet import cli, parsers
-from asapnet.argtypes import check_precision
+from asapnet import cli
+from asapnet.cli import parsers, task_args
+from asapnet.options import check_precision
+from asapnet.tasks.translate.run import cmd_translate
 from asapnet.checkpoint import load_generator, save_generator
 from asapnet.cli import build_parser, main
 from asapnet.config import DiscriminatorConfig, TrainConfig, asap_preset
 from asapnet.console import cli_logging, progress
 from asapnet.models import create_model
-from asapnet.models.inference import CastInference
-from asapnet.train import Trainer
+from asapnet.inference.optimize import CastInference
+from asapnet.training.trainer import Trainer
 
 META_COPY = "Cannot copy out of meta tensor"
 
@@ -112,12 +114,12 @@ def test_model_commands_accept_device_cpu_and_refuse_tpu(args, capsys):
 
 
 def test_stand_alone_evaluate_builders_take_device_too():
-    for add in (parsers.add_evaluate_translate_args, parsers.add_evaluate_deblur_args):
+    for add in (task_args.add_evaluate_translate_args, task_args.add_evaluate_deblur_args):
         p = argparse.ArgumentParser()
         add(p)
         assert p.parse_args(["--checkpoint", "c", "--device", "cpu"]).device == "cpu"
     p = argparse.ArgumentParser()
-    parsers.add_evaluate_denoise_args(p)
+    task_args.add_evaluate_denoise_args(p)
     assert p.parse_args(["--checkpoint", "c", "--data", "d", "--device", "cpu"]).device == "cpu"
 
 
@@ -132,7 +134,7 @@ def test_translate_runs_model_inputs_and_outputs_through_the_device(files, tmp_p
                                    "--checkpoint", str(files / "asap.safetensors")])
     a.device = "meta"  # argparse only takes real devices; the command itself takes any
     with pytest.raises(NotImplementedError, match=META_COPY):  # the forward ran on meta, the copy back failed
-        cli.cmd_translate(a)
+        cmd_translate(a)
     assert not (tmp_path / "o").exists()
 
 
@@ -151,7 +153,7 @@ class Spy(nn.Module):
 
 
 def test_translate_files_moves_inputs_and_casts_them_for_a_low_precision_model(files, tmp_path):
-    from asapnet.translate import translate_files
+    from asapnet.tasks.translate.run import translate_files
 
     spy = Spy().to("meta")
     with pytest.raises(NotImplementedError, match=META_COPY):
@@ -165,25 +167,25 @@ def test_translate_files_moves_inputs_and_casts_them_for_a_low_precision_model(f
 
 
 def test_denoise_deblur_and_their_evaluations_use_the_device(files, tmp_path):
-    from asapnet.deblur import cmd_deblur, cmd_evaluate_deblur
-    from asapnet.denoise import cmd_denoise, cmd_evaluate_denoise
+    from asapnet.tasks.deblur.config import DeblurEvaluateOptions, DeblurRunOptions
+    from asapnet.tasks.deblur.run import cmd_deblur
+    from asapnet.tasks.deblur.evaluate import cmd_evaluate_deblur
+    from asapnet.tasks.denoise.config import DenoiseEvaluateOptions, DenoiseRunOptions
+    from asapnet.tasks.denoise.run import cmd_denoise
+    from asapnet.tasks.denoise.evaluate import cmd_evaluate_denoise
 
     with pytest.raises(NotImplementedError, match=META_COPY):
-        cmd_denoise(argparse.Namespace(inputs=[str(files / "gray" / "g.png")], out=str(tmp_path / "d"),
-                                       checkpoint=str(files / "dncnn.safetensors"), sigma=25.0, seed=0,
-                                       threads=None, device="meta"))
+        cmd_denoise(DenoiseRunOptions(inputs=[str(files / "gray" / "g.png")], out=str(tmp_path / "d"),
+                                      checkpoint=str(files / "dncnn.safetensors"), sigma=25.0, seed=0, device="meta"))
     with pytest.raises(NotImplementedError, match=META_COPY):
-        cmd_evaluate_denoise(argparse.Namespace(checkpoint=str(files / "dncnn.safetensors"),
-                                                data=[str(files / "gray")], sigma=[25.0], seed=0, json=True,
-                                                threads=None, device="meta"))
+        cmd_evaluate_denoise(DenoiseEvaluateOptions(checkpoint=str(files / "dncnn.safetensors"),
+                                                    data=[str(files / "gray")], sigma=[25.0], json=True, device="meta"))
     with pytest.raises(NotImplementedError, match=META_COPY):
-        cmd_deblur(argparse.Namespace(inputs=[str(files / "rgb" / "c.png")], out=str(tmp_path / "b"),
-                                      checkpoint=str(files / "deblurgan.safetensors"), blur_seed=None, threads=None,
-                                      device="meta"))
+        cmd_deblur(DeblurRunOptions(inputs=[str(files / "rgb" / "c.png")], out=str(tmp_path / "b"),
+                                    checkpoint=str(files / "deblurgan.safetensors"), device="meta"))
     with pytest.raises(NotImplementedError, match=META_COPY):
-        cmd_evaluate_deblur(argparse.Namespace(checkpoint=[str(files / "deblurgan.safetensors")],
-                                               data=[str(files / "rgb")], seed=0, scale=1.0, fid=False, json=True,
-                                               threads=None, device="meta", data_root=None))
+        cmd_evaluate_deblur(DeblurEvaluateOptions(checkpoint=[str(files / "deblurgan.safetensors")],
+                                                  data=[str(files / "rgb")], json=True, device="meta"))
     assert not (tmp_path / "d").exists() and not (tmp_path / "b").exists()
 
 
@@ -197,8 +199,9 @@ def test_denoise_on_the_cpu_device_writes_its_output(files, tmp_path, capsys):
 
 def test_translation_evaluation_and_demo_use_the_device(files, tmp_path):
     from asapnet.data.datasets import Pair
-    from asapnet.demo import DemoApp, DemoConfig
-    from asapnet.evaluate import evaluate_translation, generate
+    from asapnet.apps.demo import DemoApp, DemoConfig
+    from asapnet.tasks.translate.evaluate import evaluate_translation
+    from asapnet.tasks.translate.scoring import generate
 
     lab = files / "x_gtFine_labelIds.png"
     Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "x.png")
@@ -243,7 +246,7 @@ def test_denoise_and_deblur_training_get_device_and_precision(task, tmp_path, mo
     """The command builds its TrainConfig from --device / --precision (training itself mocked)."""
     import importlib
 
-    mod = importlib.import_module(f"asapnet.{task}")
+    mod = importlib.import_module(f"asapnet.tasks.{task}.train")
     seen = {}
 
     def fake_train(model, name, mcfg, data, cfg, *rest, **kw):
@@ -318,7 +321,7 @@ def test_translate_bf16_is_close_to_fp32(files, tmp_path, capsys):
     """``--precision bf16`` runs the whole generator in bfloat16 (optimize_for_inference): the
     PNGs stay within about a gray level of fp32 on average (measured: ~0.3-0.4 mean, a few levels
     at most), also in ASAP-Net's pixelwise mode (a label map 2x the training size)."""
-    import asapnet.translate as tr
+    import asapnet.tasks.translate.run as tr
 
     labels = [str(files / "x_gtFine_labelIds.png"), str(files / "big_gtFine_labelIds.png")]
     for ckpt, name in (("asap.safetensors", "native"), ("asap_32x48.safetensors", "pixelwise")):
@@ -370,7 +373,8 @@ def test_bf16_training_runs_the_forward_passes_under_autocast(tmp_path):
 
 
 def test_bf16_training_of_the_deblurring_gans(tmp_path):
-    from asapnet.deblur import MSGTrainer, WGANGPConfig, WGANGPTrainer, build_deblur_model
+    from asapnet.training.gan_variants import MSGTrainer, WGANGPConfig, WGANGPTrainer
+    from asapnet.tasks.deblur.build import build_deblur_model
 
     cfg = dict(steps=1, batch_size=1, crop=None, lr_g=1e-3, lr_d=1e-3, lambda_vgg=0.0, lambda_l1=1.0,
                precision="bf16")
@@ -430,8 +434,9 @@ def test_log_records_reach_caplog(files, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="asapnet")
     assert main(["translate", str(files / "x_gtFine_labelIds.png"), "-o", str(tmp_path), "--checkpoint",
                  str(files / "asap.safetensors")]) == 0
-    assert any(r.name == "asapnet.cli" and r.getMessage().startswith("wrote 1 image(s)") for r in caplog.records)
-    assert any(r.name == "asapnet.translate" and "x_gtFine_labelIds.png ->" in r.getMessage()
+    assert any(r.name == "asapnet.tasks.translate.run" and r.getMessage().startswith("wrote 1 image(s)")
+               for r in caplog.records)
+    assert any(r.name == "asapnet.tasks.translate.run" and "x_gtFine_labelIds.png ->" in r.getMessage()
                for r in caplog.records)
 
 
@@ -500,13 +505,17 @@ def test_package_attributes_still_resolve():
 
 
 def test_parser_constants_are_the_modules_constants():
-    from asapnet import bench, convert, evaluate, export, segment
+    from asapnet import options
+    from asapnet.bench import benchmark as bench
+    from asapnet.convert import options as convert
+    from asapnet.inference import onnx as export
+    from asapnet.tasks.segment import build as segment
+    from asapnet.tasks.translate import evaluate
 
-    assert parsers.CONVERT_DATASETS == convert.DATASETS and parsers.CONVERT_SOURCES == convert.SOURCES
-    assert evaluate.DATASETS == parsers.EVALUATE_DATASETS and evaluate.ALL_METRICS == parsers.ALL_METRICS
-    assert bench.VARIANTS == parsers.BENCH_VARIANTS and segment.ARCHITECTURES == parsers.SEGMENT_ARCHITECTURES
-    assert export.DEFAULT_OPSET == parsers.ONNX_DEFAULT_OPSET
-    # the modules still export their parser builders
-    from asapnet.deblur import add_deblur_parser
-    from asapnet.denoise import add_denoise_parser
-    assert add_denoise_parser is parsers.add_denoise_parser and add_deblur_parser is parsers.add_deblur_parser
+    assert options.CONVERT_DATASETS == convert.DATASETS and options.CONVERT_SOURCES == convert.SOURCES
+    assert evaluate.DATASETS == options.EVALUATE_DATASETS and evaluate.ALL_METRICS == options.ALL_METRICS
+    assert bench.VARIANTS == options.BENCH_VARIANTS and segment.ARCHITECTURES == options.SEGMENT_ARCHITECTURES
+    assert export.DEFAULT_OPSET == options.ONNX_DEFAULT_OPSET
+    # one definition: the parsers name the library's constants
+    assert parsers.CONVERT_SOURCES is options.CONVERT_SOURCES and parsers.BENCH_VARIANTS is options.BENCH_VARIANTS
+    assert task_args.SEGMENT_ARCHITECTURES is options.SEGMENT_ARCHITECTURES

@@ -16,8 +16,9 @@ from PIL import Image
 
 from asapnet.checkpoint import load_generator
 from asapnet.cli import main
-from asapnet.convert import (ReferenceOptions, convert_checkpoint, convert_state_dict, load_reference_state_dict,
-                             reference_options)
+from asapnet.convert.options import ReferenceOptions, reference_options
+from asapnet.convert.reference import convert_checkpoint, convert_state_dict
+from asapnet.convert.state_dict import load_reference_state_dict
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cityscapes"
 TOL = 1e-4  # outputs in [-1, 1]; different float32 summation orders give ~1e-6

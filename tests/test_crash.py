@@ -12,7 +12,7 @@ import torch
 
 import asapnet
 from asapnet.checkpoint import load_generator, load_tensors
-from asapnet.train import GENERATOR_FILE, STATE_FILE
+from asapnet.training.run_dir import GENERATOR_FILE, STATE_FILE
 
 EXTRA_STEPS = 2  # steps the resumed run trains past the checkpoint the victim was killed after
 VICTIM_STEPS = 100_000  # never reached: the victim is always killed mid-way

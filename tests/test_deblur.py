@@ -16,16 +16,21 @@ from PIL import Image
 from asapnet.checkpoint import load_generator
 from asapnet.config import TrainConfig
 from asapnet.data import cityscapes_pairs, list_images
-from asapnet.data.blur import (BlurConfig, BlurTestDataset, PairedBlurDataset, SyntheticBlurDataset, blur,
-                               blur_seed, deterministic_blur, gopro_pairs, load_rgb, motion_trajectory,
-                               random_kernel, trajectory_kernel)
+from asapnet.data.blur_kernels import BlurConfig, motion_trajectory, random_kernel, trajectory_kernel
+from asapnet.data.blur import (BlurTestDataset, PairedBlurDataset, SyntheticBlurDataset, blur, blur_seed,
+                               deterministic_blur, gopro_pairs, load_rgb)
 from asapnet.data.datasets import LabelPhotoDataset
 from asapnet.data.io import DataError
-from asapnet.deblur import (MSGTrainer, VGGContentLoss, WGANGPConfig, WGANGPTrainer, build_deblur_model,
-                            deblur_files, evaluate_deblur, gradient_penalty, main, time_models)
+from asapnet.training.gan_variants import MSGTrainer, WGANGPConfig, WGANGPTrainer
+from asapnet.tasks.deblur.build import build_deblur_model
+from asapnet.tasks.deblur.run import deblur_files
+from asapnet.tasks.deblur.evaluate import evaluate_deblur, time_models
+from asapnet.losses.perceptual import VGGContentLoss
+from asapnet.losses.gan import gradient_penalty
 from asapnet.models import create_model, list_models
 from asapnet.models.msg_unet import MSGUNet
-from asapnet.train import train
+from asapnet.training.loop import train
+from asapnet.deblur import main
 
 torch.set_num_threads(1)
 
@@ -172,7 +177,7 @@ def test_models_are_registered_and_keep_the_size():
 
 
 def test_bench_builds_the_new_models_for_label_input():
-    from asapnet.bench import benchmark
+    from asapnet.bench.benchmark import benchmark
     rows = benchmark(["deblurgan", "msg_unet", "sadnet"], [(32, 64)], repeats=1,
                      model_kwargs={"deblurgan": dict(ngf=4, n_blocks=1), "msg_unet": dict(ngf=4, n_down=3),
                                    "sadnet": dict(n_channel=8, offset_channel=8)})
@@ -320,8 +325,7 @@ def test_deblur_files_report_psnr(tmp_path, kodak):
 
 def test_evaluate_args_compose_with_the_denoise_parser():
     import argparse
-    from asapnet.deblur import add_evaluate_deblur_args
-    from asapnet.denoise import add_evaluate_denoise_args
+    from asapnet.cli.task_args import add_evaluate_deblur_args, add_evaluate_denoise_args
     p = argparse.ArgumentParser()
     add_evaluate_denoise_args(p)
     add_evaluate_deblur_args(p, shared=False)  # no duplicate options

@@ -21,9 +21,9 @@ from PIL import Image
 from asapnet.checkpoint import load_generator, save_generator
 from asapnet.config import asap_preset
 from asapnet.data import read_label
-from asapnet.demo import CITYSCAPES_COLORS, DemoApp, DemoConfig, find_examples_dir, make_server
+from asapnet.apps.demo import CITYSCAPES_COLORS, DemoApp, DemoConfig, find_examples_dir, make_server
 from asapnet.models import create_model
-from asapnet.translate import default_checkpoint
+from asapnet.tasks.translate.run import default_checkpoint
 
 from conftest import EXAMPLES, REPO
 
@@ -170,7 +170,7 @@ def test_cli_serves_until_interrupted(server_checkpoint):
     if "demo" in getattr(cli, "COMMANDS", {}):
         cmd = [sys.executable, "-m", "asapnet", "demo"]
     else:  # not wired into asapnet.cli yet: the same parser and command through a tiny shim
-        cmd = [sys.executable, "-c", "import argparse, sys; from asapnet.demo import add_demo_parser, cmd_demo; "
+        cmd = [sys.executable, "-c", "import argparse, sys; from asapnet.apps.demo import cmd_demo; from asapnet.cli.parsers import add_demo_parser; "
                "ap = argparse.ArgumentParser(); add_demo_parser(ap.add_subparsers(dest='c')); "
                "sys.exit(cmd_demo(ap.parse_args(sys.argv[1:])))", "demo"]
     p = subprocess.Popen(cmd + ["--checkpoint", str(server_checkpoint), "--port", "0", "--threads", "1"],

@@ -15,9 +15,12 @@ from asapnet.config import TrainConfig
 from asapnet.data.datasets import data_root
 from asapnet.data.denoise import (DenoisePatchDataset, NoisyTestDataset, add_noise, augment8, deterministic_noisy,
                                   noise_seed, read_gray)
-from asapnet.denoise import (DenoiseDataConfig, build_denoiser, evaluate_denoiser, lr_at, main, measure,
-                             train_denoiser)
+from asapnet.tasks.denoise.config import DenoiseDataConfig
+from asapnet.tasks.denoise.evaluate import evaluate_denoiser, measure
+from asapnet.tasks.denoise.train import lr_at, train_denoiser
+from asapnet.tasks.denoise.build import build_denoiser
 from asapnet.models import create_model
+from asapnet.denoise import main
 
 torch.set_num_threads(1)
 
@@ -254,7 +257,7 @@ def test_train_init_from_checkpoint_starts_from_its_weights(tmp_path, capsys):
 @needs_data
 @pytest.mark.parametrize("name", ["dncnn-s-sigma25", "sadnet-sigma25"])
 def test_shipped_sigma25_denoisers_remove_noise_on_a_real_crop(name):
-    from asapnet.denoise import shipped_checkpoint
+    from asapnet.tasks.denoise.build import shipped_checkpoint
     from torchmetrics.functional import peak_signal_noise_ratio as psnr
 
     model, meta = load_generator(shipped_checkpoint(f"{name}.safetensors"))

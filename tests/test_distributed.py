@@ -12,7 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from asapnet import DiscriminatorConfig, TrainConfig, asap_preset, create_model
 from asapnet.data import LabelPhotoDataset, cityscapes_pairs
-from asapnet.train import Trainer, train
+from asapnet.training.trainer import Trainer
+from asapnet.training.loop import train
 
 
 def _free_port() -> int:

@@ -2,14 +2,14 @@
 Cityscapes val split and the Facades test split, and the segmenter trained on those sets."""
 import argparse
 import json
-from argparse import Namespace
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from asapnet.evaluate import parse_checkpoint_specs, resolve_dataset
+from asapnet.tasks.translate.compare import parse_checkpoint_specs
+from asapnet.tasks.translate.scoring import resolve_dataset
 
 
 # --------------------------------------------------------------------------- no data needed
@@ -40,7 +40,7 @@ def test_checkpoint_specs_are_named_by_name_or_model(tmp_path):
 
 
 def test_facades_targets_are_the_label_ids():
-    from asapnet.segment import segmentation_classes, segmentation_targets
+    from asapnet.tasks.segment.build import segmentation_classes, segmentation_targets
 
     ids = torch.tensor([[0, 11], [2, 5]])
     assert torch.equal(segmentation_targets(ids, "facades"), ids)
@@ -70,7 +70,8 @@ def facades(data_root):
 @pytest.fixture(scope="module")
 def seg_path(tmp_path_factory, pix2pix):
     """A 1-step segmenter at 64x128 on 2 pix2pix training photos (the code path, not a good segmenter)."""
-    from asapnet.segment import SegmenterConfig, fit_segmenter, load_split
+    from asapnet.tasks.segment.build import SegmenterConfig
+    from asapnet.tasks.segment.train import fit_segmenter, load_split
 
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("seg")
@@ -96,7 +97,7 @@ class Collapsed(nn.Module):
 
 def test_trivial_images_are_what_they_claim(pix2pix):
     from asapnet.data.cityscapes import Pix2PixCityscapes
-    from asapnet.evaluate import trivial_colours
+    from asapnet.tasks.translate.compare import trivial_colours
     from asapnet.metrics.image import psnr_ssim
 
     triv, note = trivial_colours("cityscapes-pix2pix", pix2pix / "train", (128, 256), sample=6)
@@ -124,7 +125,8 @@ def test_trivial_images_are_what_they_claim(pix2pix):
 
 def test_comparison_table_on_val_data(pix2pix, seg_path):
     from asapnet import create_model
-    from asapnet.evaluate import compare_translations, comparison_markdown, format_comparison
+    from asapnet.tasks.translate.compare import compare_translations
+    from asapnet.tasks.translate.results import comparison_markdown, format_comparison
 
     torch.manual_seed(0)
     tiny = create_model("asap", preset="tiny", in_channels=35)
@@ -164,7 +166,8 @@ def test_evaluate_translation_on_facades_per_metric(tmp_path, facades):
     from asapnet import create_model
     from asapnet.checkpoint import save_generator
     from asapnet.config import asap_preset
-    from asapnet.evaluate import evaluate_translation, format_table
+    from asapnet.tasks.translate.evaluate import evaluate_translation
+    from asapnet.tasks.translate.results import format_table
 
     cfg = asap_preset("tiny", in_channels=12)
     torch.manual_seed(0)
@@ -184,7 +187,10 @@ def test_cli_compares_several_checkpoints(tmp_path, pix2pix, seg_path, capsys):
     from asapnet import create_model
     from asapnet.checkpoint import save_generator
     from asapnet.config import asap_preset
-    from asapnet.evaluate import add_evaluate_translate_args, cmd_evaluate_translate
+    from asapnet.cli.task_args import add_evaluate_translate_args
+    from asapnet.tasks.translate.results import cmd_evaluate_translate
+    from asapnet.options import from_args
+    from asapnet.tasks.translate.config import TranslateEvaluateOptions
 
     cfg = asap_preset("tiny", in_channels=35)
     meta = {"dataset": "cityscapes-pix2pix", "num_classes": 35, "use_instance": False}
@@ -196,7 +202,7 @@ def test_cli_compares_several_checkpoints(tmp_path, pix2pix, seg_path, capsys):
     args = ap.parse_args(["--checkpoint", f"a={tmp_path / 'g0.safetensors'}", f"b={tmp_path / 'g1.safetensors'}",
                           "--data-root", str(pix2pix.parent), "--limit", "2", "--metrics", "psnr,segscore",
                           "--segmenter", str(seg_path), "--trivial-sample", "10", "--json"])
-    assert cmd_evaluate_translate(args) == 0
+    assert cmd_evaluate_translate(from_args(TranslateEvaluateOptions, args)) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["dataset"] == "cityscapes-pix2pix" and res["images"] == 2
     assert [r["name"] for r in res["rows"]] == ["a", "b", "mean colour", "class mean colour", "real photos"]
@@ -205,7 +211,7 @@ def test_cli_compares_several_checkpoints(tmp_path, pix2pix, seg_path, capsys):
     args = ap.parse_args(["--checkpoint", str(tmp_path / "g0.safetensors"), str(tmp_path / "g1.safetensors"),
                           "--dataset", "cityscapes"])
     with pytest.raises(ValueError, match="one checkpoint"):
-        cmd_evaluate_translate(args)
+        cmd_evaluate_translate(from_args(TranslateEvaluateOptions, args))
 
     from asapnet.cli import main  # the same options through 'asapnet evaluate'
     assert main(["evaluate", "--task", "translate", "--checkpoint", str(tmp_path / "g0.safetensors"), "--data-root",
@@ -216,12 +222,16 @@ def test_cli_compares_several_checkpoints(tmp_path, pix2pix, seg_path, capsys):
 
 @pytest.mark.parametrize("dataset", ["cityscapes-pix2pix", "facades"])
 def test_train_segment_on_a_split_dataset(tmp_path, data_root, dataset, pix2pix, facades):
-    from asapnet.segment import cmd_train_segment, load_segmenter, segscore, segmentation_classes
-    from asapnet.evaluate import open_split
+    from asapnet.tasks.segment.config import SegmentTrainOptions
+    from asapnet.tasks.segment.train import cmd_train_segment
+    from asapnet.tasks.segment.evaluate import segscore
+    from asapnet.tasks.segment.build import load_segmenter, segmentation_classes
+    from asapnet.tasks.translate.compare import open_split
 
-    a = Namespace(dataset=dataset, data=None, data_root=str(data_root), holdout=2, seg_limit=3,
-                  load_size=(64, 128), crop=(48, 96), steps=1, batch_size=1, seg_arch="lraspp_mobilenet_v3_large",
-                  seg_lr=1e-3, seed=0, threads=None, quiet=True, out=str(tmp_path / "seg"))
+    a = SegmentTrainOptions(dataset=dataset, data=None, data_root=str(data_root), holdout=2, seg_limit=3,
+                            load_size=(64, 128), crop=(48, 96), steps=1, batch_size=1,
+                            seg_arch="lraspp_mobilenet_v3_large", seg_lr=1e-3, seed=0, threads=None, quiet=True,
+                            out=str(tmp_path / "seg"))
     assert cmd_train_segment(a) == 0
     seg = load_segmenter(tmp_path / "seg" / "segmenter.safetensors")
     assert seg.dataset == dataset and seg.cfg.size == (64, 128)

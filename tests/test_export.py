@@ -10,10 +10,14 @@ import torch.nn.functional as F
 
 from asapnet.checkpoint import save_generator
 from asapnet.config import asap_preset
-from asapnet.export import (add_export_parser, antialiased_downsample, cmd_export, default_verify_sizes, export_onnx,
+from asapnet.cli.parsers import add_export_parser
+from asapnet.options import from_args
+from asapnet.tasks.translate.config import TranslateExportOptions
+from asapnet.tasks.translate.export import cmd_export
+from asapnet.inference.onnx import (antialiased_downsample, default_verify_sizes, export_onnx,
                             onnx_metadata, onnxruntime_runner, verify_onnx)
 from asapnet.models import create_model
-from asapnet.models.inference import prepare_for_inference
+from asapnet.inference.optimize import prepare_for_inference
 
 TOL = 1e-4  # outputs lie in [-1, 1]; float32 reordering of the same arithmetic gives ~1e-6
 
@@ -116,7 +120,7 @@ def test_cli_export_prints_diffs(ckpt, tmp_path, capsys, caplog):
     out = tmp_path / "cli.onnx"
     args = ap.parse_args(["export", "--checkpoint", str(ckpt), "-o", str(out), "--verify-sizes", "21x35,50x17"])
     caplog.set_level("INFO", logger="asapnet")
-    assert cmd_export(args) == 0
+    assert cmd_export(from_args(TranslateExportOptions, args)) == 0
     assert f"wrote {out}" in caplog.text  # a log message; the verification's numbers are printed
     text = capsys.readouterr().out
     lines = [ln for ln in text.splitlines() if "max abs diff" in ln]
@@ -134,7 +138,7 @@ def test_export_of_a_model_prepared_for_inference(tmp_path):
 @pytest.mark.parametrize("s1_filter", ["antialias", "tent"])
 def test_exportable_graph_uses_the_models_s1_filter(s1_filter):
     from asapnet import create_model
-    from asapnet.export import ExportableASAP
+    from asapnet.inference.onnx import ExportableASAP
 
     torch.manual_seed(0)
     g = create_model("asap", preset="tiny", in_channels=3, s1=2, s1_filter=s1_filter).eval()

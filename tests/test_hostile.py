@@ -23,7 +23,7 @@ from asapnet.config import asap_preset
 from asapnet.data import DataError, LabelPhotoDataset, Pair, cityscapes_pairs, one_hot, pairs_from_folders, read_image, read_label
 from asapnet.data.io import list_images
 from asapnet.models import create_model
-from asapnet.translate import label_to_input
+from asapnet.tasks.translate.run import label_to_input
 
 PROPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

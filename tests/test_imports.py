@@ -1,8 +1,21 @@
 """Static checks on the package's import graph (no module is imported: the sources are parsed with ``ast``).
 
-Only imports that run when a module is imported count: top-level ``import`` / ``from ... import`` statements,
-including those under top-level ``if`` / ``try`` / ``with`` blocks, but not those inside functions or classes
-(which run later, on first use). Relative imports are resolved to module names inside the package.
+Two graphs: the import-time graph counts only imports that run when a module is imported (top-level
+``import`` / ``from ... import`` statements, including those under top-level ``if`` / ``try`` / ``with``
+blocks, but not those inside functions or classes, which run later, on first use); it must have no cycle.
+The full graph also counts the imports inside functions; the layering is checked on it, so a deferred
+import cannot hide an upward dependency. Relative imports are resolved to module names inside the package.
+
+Layers, from the bottom (a module imports only its own layer or lower ones):
+
+    base      asapnet.options, asapnet.validation, asapnet.config, asapnet.console
+    library   asapnet.models, .data, .metrics, .losses, .inference, .checkpoint
+    training  asapnet.training
+    tasks     asapnet.tasks
+    apps      asapnet.apps, .bench, .convert, .pipeline
+    cli       asapnet.cli
+    entry     asapnet (the package's lazy public names), asapnet.__main__ and the ``python -m`` aliases
+              asapnet.deblur / asapnet.denoise
 """
 from __future__ import annotations
 
@@ -47,13 +60,20 @@ def _resolve(name: str, modules: dict[str, Path]) -> str | None:
     return None
 
 
-def _import_graph() -> dict[str, set[str]]:
+def _all_imports(tree: ast.Module):
+    """Every import statement of a module, also those inside functions and classes."""
+    return (node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom)))
+
+
+def _import_graph(deferred: bool = False) -> dict[str, set[str]]:
+    """Module -> the package modules it imports: at import time, or with ``deferred`` also inside functions."""
     modules = _modules()
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for mod, path in modules.items():
         is_pkg = path.name == "__init__.py"
         here = mod if is_pkg else mod.rpartition(".")[0]  # the package relative imports start from
-        for node in _top_level_imports(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in (_all_imports(tree) if deferred else _top_level_imports(tree)):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             else:
@@ -110,13 +130,85 @@ def test_no_import_cycle():
     assert cycle is None, "import cycle at module import time: " + " -> ".join(cycle)
 
 
+LAYERS = (
+    ("base", ("options", "validation", "config", "console")),
+    ("library", ("models", "data", "metrics", "losses", "inference", "checkpoint")),
+    ("training", ("training",)),
+    ("tasks", ("tasks",)),
+    ("apps", ("apps", "bench", "convert", "pipeline")),
+    ("cli", ("cli",)),
+    ("entry", ("", "__main__", "deblur", "denoise")),
+)
+
+
+def _layer(module: str) -> int:
+    """Index in :data:`LAYERS` of a package module (``asapnet.x.y`` is placed by ``x``)."""
+    top = module[len(PKG) + 1:].split(".")[0] if module != PKG else ""
+    for i, (_, tops) in enumerate(LAYERS):
+        if top in tops:
+            return i
+    raise AssertionError(f"{module} is in no layer of tests/test_imports.py: add it to LAYERS")
+
+
+def _upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """'a -> b' for every import of a module in a higher layer than the importer."""
+    return sorted(f"{m} -> {d}" for m, deps in graph.items() for d in deps if _layer(d) > _layer(m))
+
+
+def _cli_users(graph: dict[str, set[str]]) -> list[str]:
+    """Modules outside asapnet.cli, other than the entry points, that import asapnet.cli or one of its modules."""
+    entry = {PKG if not t else f"{PKG}.{t}" for t in LAYERS[-1][1]}
+    return sorted(m for m, deps in graph.items() if m not in entry and not m.startswith(f"{PKG}.cli")
+                  and any(d == f"{PKG}.cli" or d.startswith(f"{PKG}.cli.") for d in deps))
+
+
 def test_nothing_imports_the_cli():
-    graph = _import_graph()
-    users = sorted(m for m, deps in graph.items() if f"{PKG}.cli" in deps and m != f"{PKG}.__main__")
-    assert not users, f"modules importing {PKG}.cli at import time: {users}"
+    users = _cli_users(_import_graph(deferred=True))
+    assert not users, f"modules importing {PKG}.cli (also inside functions): {users}"
+
+
+def test_every_module_has_a_layer():
+    for module in _import_graph():
+        _layer(module)
+
+
+def test_dependencies_point_down():
+    upward = _upward_imports(_import_graph(deferred=True))
+    assert not upward, "imports of a higher layer (see LAYERS): " + "; ".join(upward)
+
+
+def test_library_imports_no_task_training_app_or_cli():
+    """models, data, metrics and losses hold architectures, data and measures only."""
+    graph = _import_graph(deferred=True)
+    low = ("models", "data", "metrics", "losses")
+    high = ("tasks", "training", "apps", "bench", "convert", "pipeline", "cli")
+    bad = sorted(f"{m} -> {d}" for m, deps in graph.items() for d in deps
+                 if m.split(".")[1:2] and m.split(".")[1] in low and d.split(".")[1:2] and d.split(".")[1] in high)
+    assert not bad, "; ".join(bad)
+
+
+def test_layer_checks_report_violations():
+    """The checks above can fail: an upward import and a cli user in a made-up graph are reported."""
+    fake = {f"{PKG}.models.x": {f"{PKG}.tasks.y"}, f"{PKG}.tasks.y": {f"{PKG}.models.x", f"{PKG}.cli.parsers"},
+            f"{PKG}.cli.commands": {f"{PKG}.tasks.y"}, f"{PKG}.__main__": {f"{PKG}.cli"}}
+    assert _upward_imports(fake) == [f"{PKG}.models.x -> {PKG}.tasks.y", f"{PKG}.tasks.y -> {PKG}.cli.parsers"]
+    assert _cli_users(fake) == [f"{PKG}.tasks.y"]
 
 
 def test_cycle_finder_reports_a_cycle():
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) in (
         ["a", "b", "c", "a"], ["b", "c", "a", "b"], ["c", "a", "b", "c"])
     assert _find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+#: modules allowed over :data:`MAX_LINES`, with the reason
+LONG_MODULES = {
+    f"{PKG}.models.asap": "the reference ASAP-Net, kept in one file to read against the paper",
+}
+MAX_LINES = 400
+
+
+def test_modules_stay_short():
+    long = sorted(f"{m} ({n} lines)" for m, p in _modules().items()
+                  if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES and m not in LONG_MODULES)
+    assert not long, f"modules over {MAX_LINES} lines (split them by concern, or list them in LONG_MODULES): {long}"

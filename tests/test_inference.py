@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from asapnet import create_model
-from asapnet.bench import random_label_input
-from asapnet.models.inference import CastInference, optimize_for_inference, prepare_for_inference
+from asapnet.bench.inputs import random_label_input
+from asapnet.inference.optimize import CastInference, optimize_for_inference, prepare_for_inference
 
 
 def _model():

@@ -1,7 +1,6 @@
 """Segmentation scores, FID (with an injected extractor), the segmenter and ``evaluate_translation``."""
 import json
 import math
-from argparse import Namespace
 
 import pytest
 import torch
@@ -129,7 +128,8 @@ class OracleNet(nn.Module):
 
 
 def test_segscore_with_an_oracle_segmenter():
-    from asapnet.segment import Segmenter, SegmenterConfig, segscore
+    from asapnet.tasks.segment.build import Segmenter, SegmenterConfig
+    from asapnet.tasks.segment.evaluate import segscore
 
     label_ids = torch.tensor([7, 26, 23, 0])[torch.randint(0, 4, (2, 32, 64), generator=torch.Generator().manual_seed(1))]
     train = to_train_ids(label_ids).clamp(max=18)  # ignored pixels drawn as class 18: never scored
@@ -146,7 +146,8 @@ def test_segscore_with_an_oracle_segmenter():
 
 def test_train_save_load_segmenter_on_real_pairs(tmp_path, data_root):
     from asapnet.data import cityscapes_pairs
-    from asapnet.segment import SegmenterConfig, load_segmenter, train_segmenter
+    from asapnet.tasks.segment.build import SegmenterConfig, load_segmenter
+    from asapnet.tasks.segment.train import train_segmenter
 
     pairs = cityscapes_pairs(data_root / "cityscapes_samples", "train")
     cfg = SegmenterConfig(size=(64, 128), crop=(48, 96), steps=2, batch_size=2)
@@ -165,7 +166,7 @@ def test_train_save_load_segmenter_on_real_pairs(tmp_path, data_root):
 def test_load_segmenter_rejects_a_generator(tmp_path):
     from asapnet import asap_preset, create_model
     from asapnet.checkpoint import save_generator
-    from asapnet.segment import load_segmenter
+    from asapnet.tasks.segment.build import load_segmenter
 
     save_generator(tmp_path / "g.safetensors", create_model("asap", cfg=asap_preset("tiny")), "asap", {})
     with pytest.raises(ValueError, match="not a segmenter"):
@@ -179,7 +180,8 @@ def eval_setup(tmp_path_factory, data_root):
     from asapnet import asap_preset, create_model
     from asapnet.checkpoint import save_generator
     from asapnet.data import cityscapes_pairs
-    from asapnet.segment import SegmenterConfig, train_segmenter
+    from asapnet.tasks.segment.build import SegmenterConfig
+    from asapnet.tasks.segment.train import train_segmenter
 
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("eval")
@@ -197,7 +199,7 @@ def eval_setup(tmp_path_factory, data_root):
 def test_evaluate_translation_on_the_heldout_pair(eval_setup, monkeypatch):
     import torchmetrics.image.lpip as tlpips
 
-    from asapnet.evaluate import evaluate_translation
+    from asapnet.tasks.translate.evaluate import evaluate_translation
 
     def offline(*args, **kwargs):  # as on a machine without the AlexNet weights: no download in tests
         raise OSError("no internet")
@@ -219,7 +221,10 @@ def test_evaluate_translation_on_the_heldout_pair(eval_setup, monkeypatch):
 
 
 def test_evaluate_translation_fid_with_injected_extractor_and_cli_json(eval_setup, capsys):
-    from asapnet.evaluate import cmd_evaluate_translate, evaluate_translation
+    from asapnet.tasks.translate.results import cmd_evaluate_translate
+    from asapnet.options import from_args
+    from asapnet.tasks.translate.config import TranslateEvaluateOptions
+    from asapnet.tasks.translate.evaluate import evaluate_translation
 
     d, data, pairs = eval_setup
     res = evaluate_translation(d / "g.safetensors", data, ["fid"], which="all", fid_feature=TinyFeatures())
@@ -227,26 +232,29 @@ def test_evaluate_translation_fid_with_injected_extractor_and_cli_json(eval_setu
 
     import argparse
 
-    from asapnet.evaluate import add_evaluate_translate_args
+    from asapnet.cli.task_args import add_evaluate_translate_args
     ap = argparse.ArgumentParser()
     add_evaluate_translate_args(ap)
     args = ap.parse_args(["--checkpoint", str(d / "g.safetensors"), "--data", str(data), "--metrics", "psnr,segscore",
                           "--json", "--size", "32x64", "--segmenter", str(d / "segmenter.safetensors")])
-    assert cmd_evaluate_translate(args) == 0
+    assert cmd_evaluate_translate(from_args(TranslateEvaluateOptions, args)) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["metric"] for r in lines] == ["psnr", "segscore"] and lines[0]["size"] == [32, 64]
     args.metrics, args.json, args.segmenter = "segscore", False, None
-    assert cmd_evaluate_translate(args) in (0, 1)  # 1 where no segmenter is shipped
+    # 1 where no segmenter is shipped
+    assert cmd_evaluate_translate(from_args(TranslateEvaluateOptions, args)) in (0, 1)
     out = capsys.readouterr()
     assert "segscore" in out.out
 
 
 def test_cmd_train_segment_on_real_pairs(tmp_path, data_root):
-    from asapnet.segment import cmd_train_segment, load_segmenter
+    from asapnet.tasks.segment.config import SegmentTrainOptions
+    from asapnet.tasks.segment.train import cmd_train_segment
+    from asapnet.tasks.segment.build import load_segmenter
 
-    a = Namespace(data=None, data_root=str(data_root), holdout=1, load_size=(64, 128), crop=(48, 96), steps=1,
-                  batch_size=1, seg_arch="lraspp_mobilenet_v3_large", seg_lr=1e-3, seed=0, threads=None, quiet=True,
-                  out=str(tmp_path / "seg"))
+    a = SegmentTrainOptions(data=None, data_root=str(data_root), holdout=1, load_size=(64, 128), crop=(48, 96),
+                            steps=1, batch_size=1, seg_arch="lraspp_mobilenet_v3_large", seg_lr=1e-3, seed=0,
+                            threads=None, quiet=True, out=str(tmp_path / "seg"))
     assert cmd_train_segment(a) == 0
     seg = load_segmenter(tmp_path / "seg" / "segmenter.safetensors")
     assert seg.cfg.size == (64, 128) and len(seg.meta["train_pairs"]) == 7 and len(seg.meta["val_pairs"]) == 1
@@ -254,7 +262,8 @@ def test_cmd_train_segment_on_real_pairs(tmp_path, data_root):
 
 def test_evaluate_rejects_unknown_metric_and_all_trained(eval_setup):
     from asapnet.data.io import DataError
-    from asapnet.evaluate import evaluate_translation, select_pairs
+    from asapnet.tasks.translate.evaluate import evaluate_translation
+    from asapnet.tasks.translate.scoring import select_pairs
 
     d, data, pairs = eval_setup
     with pytest.raises(ValueError, match="unknown metric"):

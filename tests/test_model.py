@@ -227,7 +227,7 @@ def test_config_validation():
 def test_prepare_for_inference_folds_spectral_norm_without_changing_outputs():
     from torch.nn.utils import parametrize
 
-    from asapnet.models.inference import prepare_for_inference
+    from asapnet.inference.optimize import prepare_for_inference
     m = create_model("asap", preset="tiny", in_channels=3)
     x = torch.rand(1, 3, 20, 28) * 2 - 1
     m.train()
@@ -268,7 +268,7 @@ def test_hr_stream_tile_workers_match_reference_and_restore_threads(workers, fas
 
 def test_flop_counter_sees_the_hr_stream_with_tile_workers():
     # FlopCounterMode is thread-local: the fast path must not hide its products in workers
-    from asapnet.bench import count_gflops
+    from asapnet.bench.inputs import count_gflops
     m = create_model("asap", preset="tiny", in_channels=3).eval()
     x = torch.rand(1, 3, 32, 48) * 2 - 1
     m.hr.workers = 2

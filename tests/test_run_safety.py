@@ -13,8 +13,10 @@ import pytest
 
 from asapnet.checkpoint import load_generator, load_tensors
 from asapnet.cli import main
-from asapnet.train import (GENERATOR_FILE, STATE_FILE, Trainer, TrainingInterrupted, drop_metrics_after,
-                           prepare_run_dir, train)
+from asapnet.training.run_dir import (GENERATOR_FILE, STATE_FILE, TrainingInterrupted, drop_metrics_after,
+                                      prepare_run_dir)
+from asapnet.training.trainer import Trainer
+from asapnet.training.loop import train
 
 FIRST_CHECKPOINT = 2  # --checkpoint-every of the runs below
 

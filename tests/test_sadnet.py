@@ -13,10 +13,12 @@ from asapnet.config import DiscriminatorConfig, TrainConfig
 from asapnet.data import list_images
 from asapnet.data.blur import load_rgb
 from asapnet.data.denoise import DenoisePatchDataset, add_noise
-from asapnet.denoise import DenoiseTrainer, evaluate_denoiser
+from asapnet.tasks.denoise.train import DenoiseTrainer
+from asapnet.tasks.denoise.evaluate import evaluate_denoiser
 from asapnet.models import create_model
 from asapnet.models.sadnet import ModulatedDeformConv, SADNet
-from asapnet.train import Trainer, train
+from asapnet.training.trainer import Trainer
+from asapnet.training.loop import train
 
 torch.set_num_threads(1)
 TINY = dict(n_channel=8, offset_channel=8)

@@ -26,9 +26,9 @@ from PIL import Image
 
 from asapnet.checkpoint import save_generator
 from asapnet.config import asap_preset
-from asapnet.httpguard import exposure_warning, is_loopback
+from asapnet.apps.httpguard import exposure_warning, is_loopback
 from asapnet.models import create_model
-from asapnet.study import Study, StudyConfig, cmd_study, csv_cell, serve, trials_csv_path
+from asapnet.apps.study import Study, StudyConfig, cmd_study, csv_cell, serve, trials_csv_path
 
 MB = 2 ** 20
 
@@ -121,7 +121,7 @@ def demo(tmp_path_factory):
     ckpt = tmp / "g.safetensors"
     save_generator(ckpt, create_model("asap", cfg=cfg), "asap", cfg.to_dict(),
                    {"num_classes": 35, "use_instance": True})
-    shim = ("import argparse, sys; from asapnet.demo import add_demo_parser, cmd_demo; "
+    shim = ("import argparse, sys; from asapnet.apps.demo import cmd_demo; from asapnet.cli.parsers import add_demo_parser; "
             "ap = argparse.ArgumentParser(); add_demo_parser(ap.add_subparsers(dest='c')); "
             "sys.exit(cmd_demo(ap.parse_args(sys.argv[1:])))")
     err = open(tmp / "stderr.txt", "w+")
@@ -423,7 +423,7 @@ def test_study_unwritable_out_is_refused_at_start(tmp_path, capsys, monkeypatch,
     def no_server(*args, **kwargs):
         raise AssertionError("the study server was started although --out cannot be written")
 
-    monkeypatch.setattr("asapnet.study.serve", no_server)  # refused at start: before any server
+    monkeypatch.setattr("asapnet.apps.study.serve", no_server)  # refused at start: before any server
     rc = cmd_study(_study_args(tmp_path, out))
     captured = capsys.readouterr()
     assert rc == 2

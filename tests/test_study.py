@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from asapnet.data.io import DataError
-from asapnet.study import Study, StudyConfig, binomial_ci, binomial_p_value, match_folders, serve, trials_csv_path
+from asapnet.apps.study import Study, StudyConfig, match_folders, serve, trials_csv_path
+from asapnet.apps.study_stats import binomial_ci, binomial_p_value
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-sync"]
@@ -94,7 +95,7 @@ def test_study_answer_validates_before_changing_state(tmp_path):
 def test_study_parser_options():
     import argparse
 
-    from asapnet.study import add_study_parser
+    from asapnet.cli.parsers import add_study_parser
 
     ap = argparse.ArgumentParser()
     add_study_parser(ap.add_subparsers(dest="command"))

@@ -6,7 +6,8 @@ import torch
 from asapnet import DiscriminatorConfig, TrainConfig, asap_preset, create_model
 from asapnet.checkpoint import load_generator, load_tensors
 from asapnet.data import LabelPhotoDataset, cityscapes_pairs
-from asapnet.train import Trainer, train
+from asapnet.training.trainer import Trainer
+from asapnet.training.loop import train
 
 
 def _setup(tmp_path, data_root, steps, **kw):
@@ -103,7 +104,7 @@ def test_time_budget_ends_training_with_final_checkpoint_and_validation(tmp_path
 
 def test_random_crops_cover_border_tiles_nearly_as_often_as_centre_ones():
     import random as _random
-    from asapnet.train import _random_region
+    from asapnet.training.batches import _random_region
     _random.seed(0)
     cover = [0] * 32
     for _ in range(4000):

@@ -9,7 +9,7 @@ from asapnet.data.cityscapes import (COLOR_IDS, PALETTE, Pix2PixCityscapes, colo
 from asapnet.data.facades import FacadesCMP
 from asapnet.data.io import DataError
 from asapnet.metrics.tiles import class_block_std, tile_seam_ratio, within_tile_contrast
-from asapnet.translate import label_to_input, read_label_ids
+from asapnet.tasks.translate.run import label_to_input, read_label_ids
 
 
 def test_colors_to_ids_inverts_the_palette_and_reports_blended_pixels():

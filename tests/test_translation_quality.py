@@ -8,7 +8,7 @@ import torch
 import asapnet
 from asapnet.data.cityscapes import Pix2PixCityscapes
 from asapnet.metrics.tiles import tile_seam_ratio, within_tile_contrast
-from asapnet.translate import default_checkpoint, run_generator
+from asapnet.tasks.translate.run import default_checkpoint, run_generator
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_shipped_default_follows_held_out_label_maps(shipped, data_root):
 def test_shipped_default_at_full_resolution_follows_the_full_resolution_labels(shipped, tmp_path):
     from pathlib import Path
 
-    from asapnet.translate import label_to_input
+    from asapnet.tasks.translate.run import label_to_input
 
     model, meta = shipped
     example = Path(__file__).resolve().parents[1] / "examples" / "cityscapes" / "frankfurt_000000_000576_gtFine_labelIds.png"

@@ -10,7 +10,8 @@ from asapnet.config import DiscriminatorConfig, TrainConfig
 from asapnet.data.cityscapes import Pix2PixCityscapes
 from asapnet.metrics.tiles import tile_seam_ratio, within_tile_contrast
 from asapnet.models.asap import init_asap_hypernetwork
-from asapnet.train import Trainer, train
+from asapnet.training.trainer import Trainer
+from asapnet.training.loop import train
 
 
 def _short_run(data_root, tmp_path, init: str):

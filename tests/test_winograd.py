@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from torch.nn.utils import spectral_norm
 
 from asapnet import create_model
-from asapnet.bench import random_label_input
-from asapnet.models.inference import optimize_for_inference, prepare_for_inference
-from asapnet.models.winograd import WinogradConv2d, convert_winograd, winograd_conv3x3, winograd_filter
+from asapnet.bench.inputs import random_label_input
+from asapnet.inference.optimize import optimize_for_inference, prepare_for_inference
+from asapnet.inference.winograd import WinogradConv2d, convert_winograd, winograd_conv3x3, winograd_filter
 
 
 @settings(max_examples=20, deadline=None)

@@ -18,7 +18,8 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .config import ASAPConfig, check_config
+from .config import ASAPConfig
+from .validation import check_config
 
 PathLike = str | os.PathLike
 
@@ -170,7 +171,7 @@ def check_generator_tensors(path: PathLike, tensors: Dict[str, torch.Tensor]) ->
 
 def model_kwargs(name: str, config: Dict[str, Any]) -> Dict[str, Any]:
     """Keyword arguments of ``create_model(name, ...)`` from a checkpoint's stored ``config``,
-    type- and range-checked against the model's signature (:func:`asapnet.config.check_config`):
+    type- and range-checked against the model's signature (:func:`asapnet.validation.check_config`):
     ``{"cfg": ASAPConfig}`` for ``asap``, the config itself for the other models.
 
     Raises:

@@ -2,7 +2,7 @@
 
 Every module logs through ``logging.getLogger(__name__)`` (children of the ``asapnet`` logger);
 results (tables, JSON lines) are printed on stdout by the commands themselves. :func:`cli_logging`
-is installed once per :func:`asapnet.cli.main` call: INFO by default, DEBUG with ``-v``, WARNING
+is installed once per :func:`asapnet.cli.commands.main` call: INFO by default, DEBUG with ``-v``, WARNING
 with ``-q``, each record as its bare message (``%(message)s``) on the *current* ``sys.stderr``,
 flushed at once. Used as a library, asapnet installs no handler: configure ``logging`` as usual
 (e.g. ``logging.basicConfig(level=logging.INFO)``) to see its messages.

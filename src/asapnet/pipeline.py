@@ -11,7 +11,6 @@ generator ``.safetensors`` written by ``asapnet train``, ``asapnet convert`` or
 """
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -19,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 from PIL import Image
+
+from .options import shipped_weights
 
 #: Shipped model names -> file in ``asapnet/weights``.
 SHIPPED: Dict[str, str] = {
@@ -36,7 +37,7 @@ def shipped_models() -> List[str]:
 
 
 def _shipped_path(name: str) -> Path:
-    return Path(str(resources.files("asapnet") / "weights" / SHIPPED[name]))
+    return shipped_weights(SHIPPED[name])
 
 
 def resolve(name_or_path: Union[str, Path]) -> Path:
@@ -67,7 +68,7 @@ def load_model(name_or_path: Union[str, Path], device: Union[str, torch.device] 
         FileNotFoundError, ValueError: unknown name, missing file, or not an asapnet checkpoint.
     """
     from .checkpoint import load_generator
-    from .models.inference import prepare_for_inference
+    from .inference.optimize import prepare_for_inference
 
     model, meta = load_generator(resolve(name_or_path))
     return prepare_for_inference(model).to(device), meta
@@ -90,7 +91,7 @@ class Translator:
         model, meta: a generator and its metadata (see :func:`load_model`).
         device: where the model runs; inputs are moved there.
         mode: how inputs larger than the training size are translated
-            (:func:`asapnet.translate.run_generator`).
+            (:func:`asapnet.tasks.translate.run.run_generator`).
 
     Raises (on call):
         asapnet.data.io.DataError: unreadable file, ids out of range, size mismatch.
@@ -123,9 +124,9 @@ class Translator:
     def encode(self, label: LabelInput, instance: Optional[LabelInput] = None) -> torch.Tensor:
         """The generator input (1, num_classes [+1], H, W) float32 of a label map (+ instance
         map): class ids or Cityscapes colours as in the model's training files (CMP Facades:
-        ids 1..12), read by :func:`asapnet.translate.label_ids_from_array`."""
+        ids 1..12), read by :func:`asapnet.tasks.translate.run.label_ids_from_array`."""
         from .data.io import read_label
-        from .translate import encode_labels, label_ids_from_array, read_label_ids
+        from .tasks.translate.run import encode_labels, label_ids_from_array, read_label_ids
 
         merge = self.meta.get("label_ids")
         lab = self._array(label)
@@ -141,7 +142,7 @@ class Translator:
 
     @torch.inference_mode()
     def __call__(self, label: LabelInput, instance: Optional[LabelInput] = None, output: str = "pil"):
-        from .translate import model_train_size, run_generator
+        from .tasks.translate.run import model_train_size, run_generator
 
         if output not in ("pil", "tensor"):
             raise ValueError(f"output must be 'pil' or 'tensor', got {output!r}")

@@ -8,7 +8,7 @@ Value convention (all denoising code in asapnet):
 * noise is additive white Gaussian, added in float and **not clipped**, so noisy inputs may
   lie outside [0, 1] (DnCNN protocol, Zhang et al. TIP 2017 §IV-A);
 * PSNR/SSIM are measured on the 0-255 scale after clipping the output to [0, 255]
-  (see :func:`asapnet.denoise.evaluate_denoiser`).
+  (see :func:`asapnet.tasks.denoise.evaluate.evaluate_denoiser`).
 
 Items are dicts ``{"input": noisy (1, H, W), "target": clean (1, H, W), "name": str,
 "sigma": float (0-255 scale)}``.
@@ -100,7 +100,7 @@ class DenoisePatchDataset(Dataset):
         augment: apply one of the 8 flips/rotations (uniformly) to each patch.
 
     Randomness comes from Python's ``random`` (scale, image position, flip) and torch's global RNG
-    (noise), both of which :class:`asapnet.train.Trainer` checkpoints, so a resumed run continues
+    (noise), both of which :class:`asapnet.training.trainer.Trainer` checkpoints, so a resumed run continues
     the same stream.
 
     Raises:

@@ -86,7 +86,7 @@ class SetScores:
     def update(self, fake: torch.Tensor, real: torch.Tensor, labels: torch.Tensor, segmenter=None,
                seg_target: Optional[torch.Tensor] = None, lpips=None) -> None:
         """Add a chunk: translations ``fake`` and photos ``real`` (N, 3, H, W) in [-1, 1], label maps
-        (N, H, W); ``segmenter`` (:class:`asapnet.segment.Segmenter`) with ``seg_target`` =
+        (N, H, W); ``segmenter`` (:class:`asapnet.tasks.segment.build.Segmenter`) with ``seg_target`` =
         ``segmenter.targets(labels)``; ``lpips`` a torchmetrics LPIPS module."""
         n = fake.shape[0]
         if not self.reference and {"psnr", "ssim"} & self.metrics:

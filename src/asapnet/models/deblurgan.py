@@ -8,7 +8,7 @@ Using Conditional Adversarial Networks", CVPR 2018, §3.2 and Fig. 3; reference 
   learns the residual, output = clamp(input + tanh(...), -1, 1).
 * :class:`PatchCritic` - the 70x70 PatchGAN of pix2pix (``n_layers`` 3, 4x4 convs, InstanceNorm,
   LeakyReLU 0.2) without a sigmoid: the Wasserstein critic trained with a gradient penalty
-  (WGAN-GP, λ = 10, 5 critic steps per generator step; see :mod:`asapnet.deblur`).
+  (WGAN-GP, λ = 10, 5 critic steps per generator step; see :mod:`asapnet.tasks.deblur`).
 
 Images are float (N, 3, H, W) in [-1, 1]. Any H, W: the generator reflect-pads to a multiple of 4
 and crops back.

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from ..config import CITYSCAPES_NUM_CLASSES
-from .pix2pixhd import check_input, pad_to_multiple
+from .layers import check_input, pad_to_multiple
 from .registry import register_model
 
 

@@ -19,9 +19,8 @@ import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..config import CITYSCAPES_NUM_CLASSES
-from .pix2pixhd import check_input, pad_to_multiple
+from .layers import check_input, pad_to_multiple
 from .registry import register_model
-
 
 #: parameter-free normalisations of :class:`SPADE` (the reference's ``spadesyncbatch`` /
 #: ``spadebatch`` are ``"batch"``, ``spadeinstance`` is ``"instance"``).

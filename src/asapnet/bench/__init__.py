@@ -1,0 +1,1 @@
+"""Runtime benchmarks of ASAP-Net against the baselines (``asapnet bench``)."""

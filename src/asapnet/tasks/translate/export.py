@@ -1,0 +1,31 @@
+"""``asapnet export``: a translator checkpoint (default: the shipped Cityscapes model) -> ONNX, verified
+with onnxruntime (:mod:`asapnet.inference.onnx`)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from ...inference.onnx import export_onnx, verify_onnx
+from .run import default_checkpoint
+from .config import TranslateExportOptions
+
+logger = logging.getLogger(__name__)
+
+
+def cmd_export(opts: TranslateExportOptions) -> int:
+    """Run ``asapnet export``; prints the max abs difference per verified size. Returns 0."""
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    ckpt = Path(opts.checkpoint) if opts.checkpoint else default_checkpoint()
+    export_onnx(ckpt, opts.out, opset=opts.opset, dynamo=opts.dynamo)
+    import onnx
+    opset = next(o.version for o in onnx.load(opts.out, load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
+    size_mb = Path(opts.out).stat().st_size / 2 ** 20
+    logger.info(f"wrote {opts.out} ({size_mb:.1f} MiB, opset {opset}) from {ckpt}")
+    if not opts.no_verify:
+        for (h, w), d in verify_onnx(ckpt, opts.out, opts.verify_sizes).items():
+            print(f"onnxruntime vs PyTorch at {h}x{w}: max abs diff {d:.2e}")  # the verification's result
+    return 0
+

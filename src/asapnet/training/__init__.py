@@ -1,0 +1,1 @@
+"""The GAN training loop (:class:`.trainer.Trainer`, :func:`.trainer.train`) and its run folder."""
