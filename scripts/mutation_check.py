@@ -96,7 +96,7 @@ MUTATIONS: List[Mutation] = [
              "(fy >= 0.5) * (fx >= 0.5)], -1).to(x.dtype).reshape(T * T, 4)",
              ["tests/test_param_upsampling.py"]),
     Mutation("hr_split_params_no_sqrt", "HRStream.split_params: 1/sqrt(c_in) weight scaling dropped",
-             "models/asap.py", "p[:, ws].reshape(-1, ci, co) * (1.0 / math.sqrt(ci))", "p[:, ws].reshape(-1, ci, co)",
+             "models/asap.py", "p[:, ws].reshape(-1, ci, co) * self.weight_gain(ci)", "p[:, ws].reshape(-1, ci, co)",
              ["tests/test_model.py", "-k", "hr_stream"]),
 ]
 
