@@ -142,3 +142,24 @@ def test_param_upsampling_is_validated_and_kept_in_checkpoints(tmp_path):
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         assert torch.allclose(g(x), m.eval()(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear", "blend"])
+def test_off_cpu_the_hr_stream_runs_all_tiles_at_once(monkeypatch, mode):
+    """On a GPU the HR stream must not loop over tiles in Python: off the CPU (here the meta
+    device) the CPU tile-worker path and the row-by-row dual tiles are not used."""
+    import asapnet.inference.tiles as tiles
+
+    hr = HRStream(asap_preset("tiny", in_channels=3, param_upsampling=mode))
+    calls = []
+    monkeypatch.setattr(tiles, "hr_forward_fast", lambda *a, **k: calls.append("fast"))
+    cat = torch.cat
+    monkeypatch.setattr(torch, "cat", lambda ts, *a, **k: calls.append(len(ts)) or cat(ts, *a, **k))
+    x = torch.empty(1, 3, 4 * 6, 4 * 8, device="meta")
+    params = torch.empty(1, hr.num_params, 6, 8, device="meta")
+    with torch.no_grad():
+        y = hr(x, params)
+    assert y.shape == (1, 3, 24, 32) and y.device.type == "meta"
+    assert "fast" not in calls
+    # dual-tile modes: no concatenation of per-row outputs (7 rows of dual tiles would give a cat of 7)
+    assert 7 not in calls

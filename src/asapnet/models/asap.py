@@ -257,10 +257,11 @@ class HRStream(nn.Module):
                 (:func:`positional_encoding` with ``scale=r``). 1: the paper.
 
         Returns:
-            (N, out_channels, H, W) pre-activation output. Without autograd (inference) and with
-            ``self.fast`` set (the default) it takes
-            :meth:`forward_fast`, which computes the same values tile row by tile row in reused
-            buffers; with autograd, :meth:`forward_reference`.
+            (N, out_channels, H, W) pre-activation output. On a CPU without autograd
+            (inference) and with ``self.fast`` set (the default) it takes :meth:`forward_fast`,
+            which computes the same values tile row by tile row in reused buffers; with autograd
+            or on another device (a GPU: all tiles in one batched product per layer, no Python
+            loop over tiles; unmeasured on a GPU), :meth:`forward_reference`.
         """
         N, C, H, W = x.shape
         T = self.S * scale
@@ -268,7 +269,9 @@ class HRStream(nn.Module):
             raise ValueError(f"parameter grid {tuple(params.shape[-2:])} does not match input {H}x{W} with tiles of {T}")
         if self.upsampling != "nearest":  # (its own row-by-row inference path)
             return self.forward_reference(x, params, scale)
-        if not self.fast or (torch.is_grad_enabled() and (x.requires_grad or params.requires_grad)):
+        if (not self.fast or x.device.type != "cpu"
+                or (torch.is_grad_enabled() and (x.requires_grad or params.requires_grad))):
+            # (on a GPU every tile at once: one batched product per layer, no Python loop over tiles)
             return self.forward_reference(x, params, scale)
         return self.forward_fast(x, params, scale)
 
@@ -338,7 +341,8 @@ class HRStream(nn.Module):
         corners = torch.stack([params[:, :, :-1, :-1], params[:, :, :-1, 1:], params[:, :, 1:, :-1],
                                params[:, :, 1:, 1:]], 2)  # (N, P, 4, gh+1, gw+1)
         grad = torch.is_grad_enabled() and (x.requires_grad or params.requires_grad)
-        whole = grad or not self.fast or _tracing()  # (ONNX export: one graph for every size)
+        # (ONNX export: one graph for every size; a GPU: every dual tile at once)
+        whole = grad or not self.fast or _tracing() or x.device.type != "cpu"
         rows = [(0, gh + 1)] if whole else [(r, r + 1) for r in range(gh + 1)]
         outs, buf = [], {}
         for r0, r1 in rows:
