@@ -28,42 +28,22 @@ import json
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from asapnet.checkpoint import load_generator
 from asapnet.data import data_root
+from asapnet.metrics.translation import label_sensitivity
 from asapnet.models.asap import ASAPGenerator
 
 
-def majority_labels(x: torch.Tensor, tile: int) -> torch.Tensor:
-    """One-hot (N, C, H, W), H and W multiples of ``tile`` -> the same with every pixel given the
-    most frequent label of its tile."""
-    maj = F.avg_pool2d(x, tile).argmax(1)
-    return F.interpolate(F.one_hot(maj, x.shape[1]).permute(0, 3, 1, 2).to(x.dtype), scale_factor=tile, mode="nearest")
-
-
-@torch.no_grad()
 def sensitivity(G: torch.nn.Module, items, tile: int) -> dict:
-    """Mean |output change| (gray levels) at the pixels whose label differs from their tile's majority."""
-    tot = {"whole": 0.0, "hr": 0.0}
-    n = 0
+    """Mean over the images of :func:`asapnet.metrics.translation.label_sensitivity`."""
+    tot, n = {"whole": 0.0, "hr": 0.0}, 0
     for item in items:
-        x = item["input"][None]
-        xm = majority_labels(x, tile)
-        mask = (xm.argmax(1) != x.argmax(1))[:, None].to(x.dtype)
-        if mask.sum() == 0:
+        s = label_sensitivity(G, item["input"][None], tile)
+        if s["whole"] is None:
             continue
-        y = G(x)
-
-        def change(z):
-            return float(((z - y).abs().mean(1, keepdim=True) * mask).sum() / mask.sum() * 127.5)
-
-        tot["whole"] += change(G(xm))
-        if isinstance(G, ASAPGenerator):
-            H, W = x.shape[-2:]
-            xp = G.pad(x)
-            params = G.predict_params(xp)
-            tot["hr"] += change(G._finish(G.hr(G.hr_input(G.pad(xm)), params)[..., :H, :W], x))
+        tot["whole"] += s["whole"]
+        tot["hr"] += s["hr"] or 0.0
         n += 1
     out = {k: v / max(n, 1) for k, v in tot.items()}
     if not isinstance(G, ASAPGenerator):
@@ -92,7 +72,7 @@ def main() -> None:
         items = Pix2PixCityscapes(root / "cityscapes_pix2pix" / "val", limit=a.limit)
     items = [items[i] for i in range(len(items))]
     rows = {}
-    print(f"| generator | whole model (gray levels) | HR stream only |\n|---|---|---|")
+    print("| generator | whole model (gray levels) | HR stream only |\n|---|---|---|")
     for spec in a.checkpoints:
         name, _, path = spec.partition("=")
         G, _ = load_generator(path)

@@ -176,3 +176,58 @@ class TrivialColours:
     def per_class(self, labels: torch.Tensor) -> torch.Tensor:
         """(N, H, W) label ids -> (N, 3, H, W): every pixel the mean colour of its class."""
         return self.class_means[labels.long()].permute(0, 3, 1, 2).contiguous()
+
+
+def majority_labels(x: torch.Tensor, tile: int) -> torch.Tensor:
+    """One-hot label maps (N, C, H, W), H and W multiples of ``tile`` -> the same maps with every
+    pixel given the most frequent label of its ``tile`` x ``tile`` cell."""
+    import torch.nn.functional as F
+
+    maj = F.avg_pool2d(x.float(), tile).argmax(1)
+    return F.interpolate(F.one_hot(maj, x.shape[1]).permute(0, 3, 1, 2).to(x.dtype), scale_factor=tile, mode="nearest")
+
+
+@torch.no_grad()
+def label_sensitivity(model: torch.nn.Module, x: torch.Tensor, tile: int = 16) -> Dict[str, Optional[float]]:
+    """How much a translator's output at a pixel follows that pixel's own label.
+
+    Every pixel whose label differs from the majority label of its ``tile`` x ``tile`` cell (a
+    person in a road cell, a pole in a building cell) is given the majority label; the figure is
+    the mean absolute output change at those pixels (mean over RGB), in gray levels (0-255).
+
+    Args:
+        model: generator taking one-hot (N, C, H, W) float and returning (N, 3, H, W) in [-1, 1]
+            (in eval mode; gradients are not needed).
+        x: (N, C, H, W) one-hot label maps (an instance-edge channel, if any, is kept as is); the
+            bottom and right margins beyond a multiple of ``tile`` are cropped off.
+        tile: the cell size (the ASAP model's S to probe its HR stream tile by tile).
+
+    Returns:
+        ``{"whole": change when the whole model sees the changed map, "hr": for an
+        :class:`~asapnet.models.asap.ASAPGenerator`, change when only the HR stream's per-pixel
+        input changes and the LR stream keeps the parameters it predicts from the true map
+        (``None`` for other models)}``; both ``None`` when no pixel differs from its cell's
+        majority. An HR stream whose MLPs ignore their label input (the LR stream painting every
+        tile through the biases and the positional encoding, paper §3.1) scores near 0 in ``hr``.
+    """
+    from ..models.asap import ASAPGenerator
+
+    H, W = (x.shape[-2] // tile) * tile, (x.shape[-1] // tile) * tile
+    x = x[..., :H, :W]
+    C = x.shape[1] - (1 if isinstance(model, ASAPGenerator) and model.cfg.lr_only_channels else 0)
+    xm = x.clone()
+    xm[:, :C] = majority_labels(x[:, :C], tile)
+    mask = (xm[:, :C].argmax(1) != x[:, :C].argmax(1))[:, None].to(torch.float32)
+    if mask.sum() == 0:
+        return {"whole": None, "hr": None}
+    y = model(x)
+
+    def change(z: torch.Tensor) -> float:
+        return float(((z - y).abs().mean(1, keepdim=True) * mask).sum() / mask.sum() * 127.5)
+
+    out: Dict[str, Optional[float]] = {"whole": change(model(xm)), "hr": None}
+    if isinstance(model, ASAPGenerator):
+        xp = model.pad(x)
+        params = model.predict_params(xp)
+        out["hr"] = change(model._finish(model.hr(model.hr_input(model.pad(xm)), params)[..., :H, :W], x))
+    return out
