@@ -6,8 +6,8 @@ value and the problem, no traceback, and every input and existing file left as i
 mtime, folder listings). Each case runs ``python -m asapnet -q <command> ...`` in a subprocess on
 real tiny files; checkpoints are tiny models written with the library (plus the shipped DnCNN).
 
-Cases the code does not meet yet are ``xfail(strict=True)``: each turns into a failure the moment
-the fix lands (then drop its mark). The fixes are described in the reasons.
+A case the code does not meet yet may be marked ``xfail(strict=True)`` with a reason that says what
+fails and where to fix it (it turns into a failure the moment the fix lands: then drop its mark).
 
 Also here: :func:`asapnet.data.io.write_image` (atomic output image writes).
 """
@@ -129,7 +129,7 @@ def ckpts(tmp_path_factory) -> Dict[str, Any]:
     # of preset 'tiny' on them, as `asapnet train ... --preset tiny --no-gan --no-vgg` writes it
     import json
 
-    from asapnet.train import Trainer
+    from asapnet.training.trainer import Trainer
 
     pairs = d / "pairs"
     for i in range(2):
@@ -138,7 +138,7 @@ def ckpts(tmp_path_factory) -> Dict[str, Any]:
     out["train_data"] = ["--dataset", "folders", "--label-dir", pairs / "labels", "--image-dir", pairs / "images",
                          "--no-instance"]
     rcfg = asap_preset("tiny", in_channels=35)
-    tcfg = TrainConfig(steps=1, batch_size=1, lambda_vgg=0.0, gan=False, num_threads=1)
+    tcfg = TrainConfig(steps=1, batch_size=1, lambda_vgg=0.0, lambda_l1=1.0, gan=False, num_threads=1)
     run = d / "run_tiny"
     trainer = Trainer(create_model("asap", cfg=rcfg), "asap", rcfg.to_dict(), DiscriminatorConfig(in_channels=38),
                       tcfg, run, num_classes=35, extra_meta={"num_classes": 35, "use_instance": False})
@@ -338,6 +338,13 @@ def tr_resume_other_param_upsampling(tmp: Path, c) -> Spec:  # same weight shape
                       *TRAIN_CHEAP], names=["state.safetensors", "param_upsampling"], protect=[run])
 
 
+def tr_resume_other_hr_weight_scale(tmp: Path, c) -> Spec:  # same weight shapes, another generator
+    run = tmp / "run"
+    shutil.copytree(c["run"], run)
+    return dict(args=["train", *c["train_data"], "--out", run, "--resume", "--hr-weight-scale", "none",
+                      *TRAIN_CHEAP], names=["state.safetensors", "hr_weight_scale"], protect=[run])
+
+
 def e_out_is_dir(tmp: Path, c) -> Spec:
     (tmp / "onnx").mkdir()
     (tmp / "onnx" / "keep.txt").write_text("keep\n")
@@ -356,49 +363,23 @@ def bench_device_tpu(tmp: Path, c) -> Spec:
                 names=["--device", "tpu"])
 
 
-def _xfail(reason: str):
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
-# Cases the code does not meet yet; each reason says what fails and where to fix it.
-X_INSTANCE_SELF = _xfail(
-    "translate.translate_files uses the label map itself as its instance map when --instance-dir is the label "
-    "maps' folder (find_instance_map globs '<stem>*' there): refuse it with a DataError naming both")
-X_SKIP_QUIET = _xfail(
-    "translate --on-error skip -q prints only 'skipped 1 of 2 input(s)': the per-file 'skipped FILE: problem' "
-    "line is INFO (hidden by -q); make it a WARNING and the count summary INFO")
-X_RESTORE_SKIP = _xfail("denoise / deblur have no --on-error {stop,skip} (restore.restore_files stops at the first "
-                        "bad file)")
-X_RESTORE_CKPT = _xfail(
-    "denoise / deblur accept a translator checkpoint and fail in the forward pass with 'ASAPGenerator expects 35 "
-    "input channels, got N', naming no file: check the checkpoint's task and channels after load_generator")
-X_PRESET = _xfail("train --preset nosuch: asap_preset raises KeyError, which cli.main does not catch (traceback, "
-                  "exit 1); check the name at parse time")
-X_RESUME = _xfail("train --resume with another generator config: Trainer.load calls G.load_state_dict unchecked "
-                  "(RuntimeError traceback, or a silent resume when the shapes agree); compare the state's "
-                  "model/config with the run's first")
-X_NO_LOSS = _xfail("train --no-gan --no-vgg --lambda-l1 0 (the translate default) has no loss term: the first "
-                   "step fails in loss.backward() with a RuntimeError traceback, after run.json was written")
-X_OPSET = _xfail("export --opset 99: torch.onnx.export raises RuntimeError (traceback, exit 1); export_onnx checks "
-                 "only opset >= 17")
-
 CASES: List[Any] = [
     t_out_is_file, t_out_below_file,
     pytest.param(t_out_readonly, marks=pytest.mark.skipif(not READ_ONLY_WORKS, reason="root writes into a 0o555 "
                                                           "folder and setpriv cannot drop CAP_DAC_OVERRIDE here; "
                                                           "t_out_below_file covers an unwritable -o for root")),
     t_jpeg_label, t_ids_exceed_classes, t_denoiser_ckpt, t_nan_ckpt, t_unknown_model, t_huge_label,
-    t_huge_label_env_limit, pytest.param(t_instance_dir_is_label_dir, marks=X_INSTANCE_SELF), t_out_is_input_folder,
-    pytest.param(t_skip_corrupt, marks=X_SKIP_QUIET),
-    d_out_is_input_folder, d_same_stem, pytest.param(d_skip_corrupt, marks=X_RESTORE_SKIP),
-    pytest.param(d_translator_ckpt, marks=X_RESTORE_CKPT), d_sigma_nan,
-    b_out_is_input_folder, b_same_stem, pytest.param(b_skip_corrupt, marks=X_RESTORE_SKIP),
-    pytest.param(b_translator_ckpt, marks=X_RESTORE_CKPT),
-    tr_holdout_negative, pytest.param(tr_preset_nosuch, marks=X_PRESET), tr_num_classes_zero,
-    pytest.param(tr_no_loss, marks=X_NO_LOSS), tr_existing_run,
-    pytest.param(tr_resume_other_preset, marks=X_RESUME),
-    pytest.param(tr_resume_other_param_upsampling, marks=X_RESUME),
-    e_out_is_dir, pytest.param(e_opset_99, marks=X_OPSET), bench_device_tpu,
+    t_huge_label_env_limit, t_instance_dir_is_label_dir, t_out_is_input_folder,
+    t_skip_corrupt,
+    d_out_is_input_folder, d_same_stem, d_skip_corrupt,
+    d_translator_ckpt, d_sigma_nan,
+    b_out_is_input_folder, b_same_stem, b_skip_corrupt,
+    b_translator_ckpt,
+    tr_holdout_negative, tr_preset_nosuch, tr_num_classes_zero,
+    tr_no_loss, tr_existing_run,
+    tr_resume_other_preset,
+    tr_resume_other_param_upsampling, tr_resume_other_hr_weight_scale,
+    e_out_is_dir, e_opset_99, bench_device_tpu,
 ]
 
 

@@ -20,6 +20,9 @@ T = TypeVar("T")
 
 #: ``--precision`` of ``translate`` and ``train``.
 PRECISION_CHOICES = ("fp32", "bf16", "fp16")
+#: ``--on-error`` of ``translate``, ``denoise`` and ``deblur``: a bad input file stops the command
+#: (exit 2) or is skipped with a warning (exit 1 when any was skipped).
+ON_ERROR_CHOICES = ("stop", "skip")
 #: ``asapnet bench --variants``: optional ASAP inference variants, timed as extra rows
 #: ``asap+<variant>`` with their max. abs. difference from the plain fp32 output.
 BENCH_VARIANTS = ("channels_last", "winograd", "bf16", "fp16", "int8", "compile", "onnx")

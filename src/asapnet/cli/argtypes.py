@@ -7,7 +7,7 @@ import argparse
 import math
 import re
 
-from ..options import PRECISION_CHOICES
+from ..options import ON_ERROR_CHOICES, PRECISION_CHOICES
 
 
 def _int(s: str, what: str) -> int:
@@ -100,3 +100,20 @@ def add_device_arg(p: argparse.ArgumentParser, note: str = "") -> None:
 def add_precision_arg(p: argparse.ArgumentParser, note: str) -> None:
     """``--precision fp32|bf16|fp16`` (default fp32)."""
     p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32", help=f"fp32 (default), bf16 or fp16; {note}")
+
+
+def add_on_error_arg(p: argparse.ArgumentParser) -> None:
+    """``--on-error stop|skip`` (default stop) of the commands that turn input files into output files."""
+    p.add_argument("--on-error", choices=ON_ERROR_CHOICES, default="stop",
+                   help="a bad input file: stop (exit 2, the outputs already written are kept) or skip it with a "
+                        "warning and go on (exit 1 when any was skipped; the good inputs are written)")
+
+
+def preset_name(s: str) -> str:
+    """The name of an ASAP-Net config preset (:data:`asapnet.config.ASAP_PRESETS`)."""
+    from ..config import ASAP_PRESETS  # no torch
+
+    name = str(s).strip()
+    if name not in ASAP_PRESETS:
+        raise argparse.ArgumentTypeError(f"unknown ASAP preset {s!r}; known: {', '.join(sorted(ASAP_PRESETS))}")
+    return name

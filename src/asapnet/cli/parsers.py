@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .argtypes import non_negative_float, non_negative_int, positive_int, add_device_arg, add_precision_arg
+from .argtypes import (non_negative_float, non_negative_int, positive_int, add_device_arg, add_on_error_arg,
+                       add_precision_arg, preset_name)
 from ..config import CITYSCAPES_NUM_CLASSES
 from ..apps.httpguard import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT
 from ..options import (BENCH_VARIANTS, ONNX_DEFAULT_OPSET, ONNX_DEFAULT_OPSET_DYNAMO, CONVERT_SOURCES,
@@ -72,7 +73,7 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     # left out of the namespace when not given: the task's options dataclass holds its default (tasks/<task>/config.py)
     p.add_argument("--model", default=argparse.SUPPRESS,
                    help="translate: asap; denoise: asap|dncnn; deblur: asap|deblurgan|msg_unet")
-    p.add_argument("--preset", default=argparse.SUPPRESS,
+    p.add_argument("--preset", type=preset_name, default=argparse.SUPPRESS,
                    help="ASAP config preset (see asapnet.ASAP_PRESETS; translate: "
                         "cityscapes-256x512-cpu)")
     p.add_argument("--steps", type=positive_int, default=argparse.SUPPRESS)
@@ -135,8 +136,7 @@ def add_translate_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--checkpoint", default=None, help="generator .safetensors (default: the shipped model)")
     p.add_argument("--instance-dir", default=None, help="folder of instance maps matched by stem")
-    p.add_argument("--on-error", choices=["stop", "skip"], default="stop",
-                   help="a bad input file: stop (exit 2) or skip it and go on (exit 1 when any was skipped)")
+    add_on_error_arg(p)
     p.add_argument("--mode", choices=["auto", "pixelwise", "native", "bilinear"], default="auto",
                    help="inputs larger than the training size: pixelwise = LR stream at the training scale, "
                         "per-pixel MLPs at full resolution (ASAP-Net default); bilinear = translate downsampled, "
@@ -177,7 +177,7 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=non_negative_int, default=1, help="untimed passes before timing")
     add_device_arg(p)
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--preset", default=None, help="ASAP preset for every size (default: by size, paper §3.2)")
+    p.add_argument("--preset", type=preset_name, default=None, help="ASAP preset for every size (default: by size, paper §3.2)")
     p.add_argument("--num-classes", type=positive_int, default=CITYSCAPES_NUM_CLASSES,
                    help="label classes; inputs get one more channel for instance edges")
     p.add_argument("--json", action="store_true", help="print one JSON object per (model, size), no table")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .argtypes import non_negative_float, non_negative_int, positive_float, positive_int, add_device_arg
+from .argtypes import (non_negative_float, non_negative_int, positive_float, positive_int, add_device_arg,
+                       add_on_error_arg)
 from ..options import (DNCNN_CHECKPOINT, ASAP_DENOISE_CHECKPOINT, SADNET_CHECKPOINT, ALL_METRICS, DEFAULT_METRICS,
                        TABLE_METRICS, EVALUATE_DATASETS, SEGMENT_ARCHITECTURES, parse_sigmas)
 
@@ -48,6 +49,7 @@ def add_denoise_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--sigma", type=non_negative_float, default=None,
                    help="treat the inputs as clean and add noise of this σ (0-255) first; reports PSNR")
     p.add_argument("--seed", type=non_negative_int, default=0)
+    add_on_error_arg(p)
     p.add_argument("--threads", type=positive_int, default=None)
     add_device_arg(p)
     return p
@@ -109,6 +111,7 @@ def add_deblur_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="generator .safetensors (asapnet train --task deblur)")
     p.add_argument("--blur-seed", type=non_negative_int, default=None,
                    help="treat the inputs as sharp and apply the deterministic blur of this seed first; reports PSNR")
+    add_on_error_arg(p)
     p.add_argument("--threads", type=positive_int, default=None)
     add_device_arg(p)
     return p

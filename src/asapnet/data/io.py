@@ -245,6 +245,25 @@ def check_output_paths(plan: Sequence[Tuple[PathLike, Sequence[PathLike]]], prot
             owner[r] = src
 
 
+def check_output_folder(out: PathLike, option: str = "-o") -> None:
+    """Refuse an output folder ``out`` that is an existing file, or lies below one, before any
+    model work (the folder itself is created when the first image is written).
+
+    Raises:
+        DataError: naming ``out`` (or the file above it) and the problem.
+    """
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise DataError(f"{out}: {option} must be a folder and this is an existing file; choose another {option}")
+        return
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise DataError(f"{out}: cannot create the {option} folder: {parent} is a regular file")
+            return
+
+
 #: Pillow format written for each output suffix :func:`write_image` accepts.
 WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 

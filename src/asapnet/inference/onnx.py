@@ -165,6 +165,36 @@ def example_input(in_channels: int, height: int, width: int, num_classes: Option
     return one_hot(ids, num_classes, edges)
 
 
+#: Lowest opset :func:`export_onnx` writes (InstanceNormalization / Pad semantics used here).
+MIN_OPSET = 17
+
+
+def max_opset(dynamo: bool = False) -> int:
+    """Highest ONNX opset the installed ``torch.onnx`` exports: the TorchScript exporter's, or
+    with ``dynamo`` the ``torch.export``-based one's (from ``torch.onnx._constants``; 20 / 23 when
+    torch does not say)."""
+    try:
+        from torch.onnx import _constants as c
+    except ImportError:  # pragma: no cover - a torch without the module
+        return 23 if dynamo else 20
+    if dynamo:
+        return int(getattr(c, "ONNX_MAX_OPSET", 23))
+    return int(getattr(c, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", getattr(c, "ONNX_MAX_OPSET", 20)))
+
+
+def check_opset(opset: int, dynamo: bool = False, option: str = "opset") -> None:
+    """Refuse an opset :func:`export_onnx` cannot write with the installed torch.
+
+    Raises:
+        ValueError: ``"<option> N: ..."`` with the range this torch exports.
+    """
+    hi, hi_dynamo = max_opset(dynamo), max_opset(True)
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= hi:
+        more = " with --dynamo" if dynamo else (f", up to {hi_dynamo} with --dynamo" if hi_dynamo > hi else "")
+        raise ValueError(f"{option} {opset}: the installed torch {torch.__version__.split('+')[0]} exports ONNX "
+                         f"opsets {MIN_OPSET} (the lowest ASAP-Net's operators need) to {hi}{more}")
+
+
 def export_onnx(checkpoint_or_model: Union[PathLike, nn.Module], path: PathLike, opset: Optional[int] = None,
                 sample_size: Size = (70, 130), dynamo: bool = False) -> Path:
     """Export an ASAP-Net generator to ONNX with dynamic batch, height and width.
@@ -173,7 +203,8 @@ def export_onnx(checkpoint_or_model: Union[PathLike, nn.Module], path: PathLike,
         checkpoint_or_model: a generator checkpoint (``.safetensors``, see
             :func:`asapnet.checkpoint.load_generator`) or an :class:`ASAPGenerator`.
         path: the ``.onnx`` file to write (parent folders are created; written atomically).
-        opset: ONNX opset version (>= 17); default 17 (18 with ``dynamo``).
+        opset: ONNX opset version, from 17 to :func:`max_opset` (what the installed torch.onnx
+            exports); default 17 (18 with ``dynamo``).
         sample_size: (H, W) of the tracing input; any size works, the graph does not depend on it.
         dynamo: use the ``torch.export``-based exporter (minutes on a small CPU) instead of the
             TorchScript one (about a second).
@@ -183,13 +214,13 @@ def export_onnx(checkpoint_or_model: Union[PathLike, nn.Module], path: PathLike,
         checkpoint metadata plus S, in_channels and out_channels, as JSON.
 
     Raises:
-        FileNotFoundError, ValueError: missing or invalid checkpoint, a non-ASAP model, opset < 17.
+        FileNotFoundError, ValueError: missing or invalid checkpoint, a non-ASAP model, an opset
+            out of range (:func:`check_opset`).
     """
     import onnx
 
     opset = opset or (DEFAULT_OPSET_DYNAMO if dynamo else DEFAULT_OPSET)
-    if opset < 17:
-        raise ValueError(f"opset must be >= 17 (InstanceNormalization/Pad semantics used here), got {opset}")
+    check_opset(opset, dynamo)
     model, meta = _load(checkpoint_or_model)
     wrapper = ExportableASAP(model).eval()
     x = example_input(model.cfg.in_channels, *sample_size, num_classes=meta.get("num_classes"))

@@ -40,8 +40,14 @@ def train(trainer: Trainer, dataset: Dataset, val_dataset: Optional[Dataset] = N
     step just wrote one), print ``interrupted at step N, saved to ...`` and raise
     :class:`TrainingInterrupted` (exit status 130 / 143 when uncaught); the previous signal
     handlers are restored when this returns or raises.
+
+    Raises:
+        ValueError: before anything is written: a config without a loss term
+            (:meth:`Trainer.check_losses`); with ``resume``, a state of another generator
+            (:meth:`Trainer.load`).
     """
     cfg = trainer.cfg
+    trainer.check_losses()  # before anything is read or written
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     if not (resume and trainer.load()):

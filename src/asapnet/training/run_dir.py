@@ -1,4 +1,5 @@
-"""A training run's folder (checkpoint, state, run record, metrics; :func:`prepare_run_dir`) and the stop signals
+"""A training run's folder (checkpoint, state, run record, metrics; :func:`prepare_run_dir`; whether its state
+fits a trainer's generator: :func:`config_differences`) and the stop signals
 that end a run cleanly (:class:`StopSignals`, :class:`TrainingInterrupted`)."""
 from __future__ import annotations
 
@@ -68,6 +69,37 @@ def prepare_run_dir(out: str | Path, resume: bool = False, overwrite: bool = Fal
     for name in (STATE_FILE, GENERATOR_FILE, GENERATOR_FILE + ".json"):  # leftovers of killed atomic writes
         for tmp in out.glob(f".{name}.*.tmp"):
             tmp.unlink(missing_ok=True)
+
+
+def config_differences(saved_model: Any, saved_config: Any, model_name: str, model_config: Dict[str, Any],
+                       limit: int = 3) -> str:
+    """What differs between a training state's generator (``model``, ``config`` of its metadata)
+    and a trainer's, as ``"key is A there, B here; ..."`` (the first ``limit`` keys), or ``""``.
+    ASAP-Net configs are compared with their defaults filled in (:meth:`ASAPConfig.from_dict`);
+    keys missing from the state (older files) are not compared. Used by :meth:`Trainer.load`
+    (``--resume``)."""
+    if saved_model is None and saved_config is None:
+        return ""  # a state without metadata: nothing to compare (load_state_dict checks the shapes)
+    if saved_model != model_name:
+        return f"model is {saved_model!r} there, {model_name!r} here"
+
+    def norm(cfg: Any) -> Any:
+        if model_name == "asap" and isinstance(cfg, dict):
+            from ..config import ASAPConfig
+            try:
+                cfg = ASAPConfig.from_dict(cfg).to_dict()
+            except (TypeError, ValueError, KeyError):
+                pass
+        return json.loads(json.dumps(cfg, default=str))
+
+    old, new = norm(saved_config), norm(model_config)
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return "" if old == new else f"config is {old!r} there, {new!r} here"
+    keys = [k for k in old if k in new and old[k] != new[k]]
+    parts = [f"{k} is {old[k]!r} there, {new[k]!r} here" for k in keys[:limit]]
+    if len(keys) > limit:
+        parts.append(f"{len(keys) - limit} more")
+    return "; ".join(parts)
 
 
 class TrainingInterrupted(SystemExit):

@@ -29,7 +29,7 @@ from ..losses.perceptual import VGGPerceptualLoss
 from ..losses.gan import feature_matching_loss, hinge_d_loss, hinge_g_loss
 from ..models.asap import ASAPGenerator
 from ..models.discriminator import MultiscaleDiscriminator
-from .run_dir import GENERATOR_FILE, STATE_FILE
+from .run_dir import GENERATOR_FILE, STATE_FILE, config_differences
 from .batches import _random_region, visualize_input
 
 logger = logging.getLogger(__name__)
@@ -101,6 +101,21 @@ class Trainer:
         """True on the process that logs and writes checkpoints (rank 0)."""
         return self.rank == 0
 
+    def check_losses(self) -> None:
+        """Refuse a config with no loss term for :meth:`train_step` (``cfg.gan`` False and
+        ``lambda_vgg``, ``lambda_l1``, ``lambda_l2`` all 0): its first step would have nothing to
+        backpropagate. :func:`asapnet.training.loop.train` calls it before it writes anything.
+        Trainers with their own ``train_step`` (their own losses) pass.
+
+        Raises:
+            ValueError: no loss term.
+        """
+        cfg = self.cfg
+        if type(self).train_step is Trainer.train_step and not (
+                cfg.gan or cfg.lambda_vgg > 0 or cfg.lambda_l1 > 0 or cfg.lambda_l2 > 0):
+            raise ValueError("no loss term: gan=False and lambda_vgg, lambda_l1, lambda_l2 all 0 leave the generator "
+                             "nothing to learn (command line: drop --no-gan / --no-vgg or give --lambda-l1 > 0)")
+
     # -- checkpoints --------------------------------------------------------------------------
     def meta(self) -> Dict[str, Any]:
         return {"model": self.model_name, "config": self.model_config, "step": self.step, "epoch": self.epoch,
@@ -125,15 +140,35 @@ class Trainer:
                        {"step": self.step, **self.extra_meta})
 
     def load(self, path: Optional[Path] = None) -> bool:
-        """Resume from ``path`` (default ``out_dir/state.safetensors``); False if it does not exist."""
+        """Resume from ``path`` (default ``out_dir/state.safetensors``); False if it does not exist.
+
+        The state must come from this trainer's generator: its stored ``model`` and ``config`` are
+        compared with this trainer's first (a resumed run with another preset, ``param_upsampling``
+        or ``hr_weight_scale`` is refused even where the weight shapes agree) before anything is
+        loaded: weights, optimisers, RNG and step stay as they were.
+
+        Raises:
+            ValueError: one line naming ``path`` and what differs (another model, config values,
+                or weights / discriminator that do not fit).
+        """
         path = Path(path or self.out / STATE_FILE)
         if not path.exists():
             return False
         tensors, meta = load_tensors(path)
-        self.G.load_state_dict(unprefixed("G", tensors))
+        diff = config_differences(meta.get("model"), meta.get("config"), self.model_name, self.model_config)
+        if diff:
+            raise ValueError(f"{path}: the run was trained with another generator ({diff}); resume with the run's "
+                             "own options, or start a new run from its weights with --init")
+        try:
+            G_state = unprefixed("G", tensors)
+            self.G.load_state_dict(G_state)  # checked first: a mismatch raises before anything changed
+            if self.D is not None and "optD" in meta:
+                self.D.load_state_dict(unprefixed("D", tensors))
+        except RuntimeError as e:
+            raise ValueError(f"{path}: does not fit this run's generator / discriminator: "
+                             f"{' '.join(str(e).split())[:300]}") from None
         load_optimizer(self.opt_g, unprefixed("optG", tensors), meta["optG"])
         if self.D is not None and "optD" in meta:
-            self.D.load_state_dict(unprefixed("D", tensors))
             load_optimizer(self.opt_d, unprefixed("optD", tensors), meta["optD"])
         torch.set_rng_state(tensors["rng.torch"])
         random.setstate(_tuplify(meta["rng"]["python"]))

@@ -117,6 +117,7 @@ class DeblurRunOptions:
     out: str
     checkpoint: Optional[str] = None
     blur_seed: Optional[int] = None
+    on_error: str = "stop"
     device: str = "cpu"
     threads: Optional[int] = None
 

@@ -7,12 +7,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
-from PIL import Image
 
 from ...data.blur_kernels import BlurConfig
 from ...data.blur import load_rgb, deterministic_blur, to_uint8_image
-from ...data.io import PathLike
-from ..restore import restore_files
+from ...data.io import PathLike, check_output_folder, write_image
+from ..restore import require_restorer, restore_files, skipped_status
 from .evaluate import measure, run_model
 from .config import DeblurRunOptions
 
@@ -20,14 +19,14 @@ logger = logging.getLogger(__name__)
 
 
 def save_rgb(x: torch.Tensor, path: Path) -> None:
-    """Write a (3, H, W) [-1, 1] image (clipped, rounded) as an 8-bit RGB PNG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_uint8_image(x)).save(path)
+    """Write a (3, H, W) [-1, 1] image (clipped, rounded) as an 8-bit RGB PNG, atomically
+    (:func:`asapnet.data.io.write_image`: a full disk is a DataError, never a truncated file)."""
+    write_image(path, to_uint8_image(x))
 
 
 def deblur_files(model: nn.Module, inputs: Sequence[PathLike], out_dir: PathLike, blur_seed: Optional[int] = None,
-                 blur_cfg: BlurConfig = BlurConfig(), device: Optional[torch.device | str] = None
-                 ) -> List[Dict[str, Any]]:
+                 blur_cfg: BlurConfig = BlurConfig(), device: Optional[torch.device | str] = None,
+                 on_error: str = "stop") -> List[Dict[str, Any]]:
     """Deblur image files into ``out_dir/<stem>.png`` (RGB 8-bit).
 
     Without ``blur_seed`` the inputs are taken as blurred photos. With it they are taken as sharp:
@@ -35,13 +34,15 @@ def deblur_files(model: nn.Module, inputs: Sequence[PathLike], out_dir: PathLike
     ``<stem>_blurred.png``, and PSNRs against the sharp file are returned.
 
     ``device``: where the inputs go (default: the device of ``model``'s weights); outputs come
-    back to the CPU to be saved and measured. One INFO log line per file.
+    back to the CPU to be saved and measured. One INFO log line per file. ``on_error="skip"``: an
+    unreadable file is skipped with a WARNING line instead (:func:`asapnet.tasks.restore.restore_files`).
 
     Returns:
-        one dict per file: ``{"input", "output", "ms"}`` (+ ``"psnr_blurred"``, ``"psnr"`` in dB).
+        one dict per file deblurred: ``{"input", "output", "ms"}`` (+ ``"psnr_blurred"``, ``"psnr"`` in dB).
 
     Raises:
-        DataError: unreadable input (the message names the file).
+        DataError: unreadable input with ``on_error="stop"`` (the message names the file), an
+            output that cannot be written.
     """
     def degrade(sharp: torch.Tensor, f: Path) -> torch.Tensor:
         return deterministic_blur(sharp, f.stem, blur_seed, blur_cfg)[0]
@@ -49,19 +50,23 @@ def deblur_files(model: nn.Module, inputs: Sequence[PathLike], out_dir: PathLike
     return restore_files(model, inputs, out_dir, read=load_rgb,
                          degrade=degrade if blur_seed is not None else None, run=run_model, save=save_rgb,
                          measure=measure, degraded_suffix="_blurred", psnr_key="psnr_blurred", desc="deblur",
-                         logger=logger, device=device)
+                         logger=logger, device=device, on_error=on_error)
 
 
 def cmd_deblur(opts: DeblurRunOptions) -> int:
-    """``asapnet deblur INPUT... -o OUTDIR --checkpoint PATH [--blur-seed S]``."""
+    """``asapnet deblur INPUT... -o OUTDIR --checkpoint PATH [--blur-seed S] [--on-error stop|skip]``.
+    Returns 0, or 1 when ``--on-error skip`` skipped an input (the others were written)."""
     from ...checkpoint import load_generator
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
     device = opts.device or "cpu"
+    check_output_folder(opts.out)  # before any model work
     model, meta = load_generator(opts.checkpoint)
+    require_restorer(model, meta, opts.checkpoint, "deblur", channels=3)
     model.to(device)
     logger.info(f"model: {opts.checkpoint} ({meta['model']}, step {meta.get('step', '?')}"
                 + (f", {device})" if device != "cpu" else ")"))
-    deblur_files(model, opts.inputs, opts.out, opts.blur_seed, device=device)  # logs a line per file
-    return 0
+    done = deblur_files(model, opts.inputs, opts.out, opts.blur_seed, device=device,
+                        on_error=opts.on_error)  # logs a line per file
+    return skipped_status(len(opts.inputs), len(done), logger)

@@ -76,6 +76,7 @@ class DenoiseRunOptions:
     checkpoint: Optional[str] = None
     sigma: Optional[float] = None
     seed: int = 0
+    on_error: str = "stop"
     device: str = "cpu"
     threads: Optional[int] = None
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from ...inference.onnx import export_onnx, verify_onnx
+from ...data.io import DataError
+from ...inference.onnx import check_opset, export_onnx, verify_onnx
 from .run import default_checkpoint
 from .config import TranslateExportOptions
 
@@ -15,7 +16,23 @@ logger = logging.getLogger(__name__)
 
 
 def cmd_export(opts: TranslateExportOptions) -> int:
-    """Run ``asapnet export``; prints the max abs difference per verified size. Returns 0."""
+    """Run ``asapnet export``; prints the max abs difference per verified size. Returns 0.
+
+    Refused before anything is loaded: an ``--opset`` the installed torch.onnx cannot write
+    (:func:`asapnet.inference.onnx.check_opset`), a ``-o`` that is a folder (or lies below a file)."""
+    out = Path(opts.out)
+    # refused before anything is loaded or exported
+    if opts.opset is not None:
+        check_opset(opts.opset, opts.dynamo, option="--opset")
+    if out.is_dir():
+        raise DataError(f"{out}: is a directory; -o takes the .onnx file to write (e.g. {out / 'generator.onnx'})")
+    if out.exists() and not out.is_file():
+        raise DataError(f"{out}: is not a regular file; -o takes the .onnx file to write")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise DataError(f"{out}: cannot write the .onnx file: {parent} is a regular file")
+            break
     if opts.threads:
         torch.set_num_threads(opts.threads)
     ckpt = Path(opts.checkpoint) if opts.checkpoint else default_checkpoint()

@@ -11,11 +11,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image
 
 from ...data.cityscapes import COLOR_IDS, NUM_LABEL_IDS, colors_to_ids
 from ...data.datasets import _stem
-from ...data.io import DataError, check_output_paths, read_image, read_label
+from ...data.io import DataError, check_output_folder, check_output_paths, read_image, read_label, write_image
 from ...data.labels import instance_edges
 from ...options import shipped_weights
 from .config import TranslateRunOptions
@@ -32,7 +31,16 @@ def default_checkpoint() -> Path:
 
 def find_instance_map(label_path: Path, instance_dir: Optional[Path] = None) -> Optional[Path]:
     """Instance map belonging to a label map: same stem in ``instance_dir``, or the Cityscapes
-    ``*_gtFine_instanceIds.png`` next to it or in the sibling ``*_inst`` folder."""
+    ``*_gtFine_instanceIds.png`` next to it or in the sibling ``*_inst`` folder.
+
+    The label map itself is never its own instance map: when ``instance_dir`` is the label map's
+    folder and ``<stem>*`` matches nothing there but the label map, it is refused.
+
+    Raises:
+        DataError: ``instance_dir`` would give the label map itself as its instance map (the
+            message names both).
+    """
+    label_path = Path(label_path)
     stem = _stem(label_path)
     cands: List[Path] = []
     if instance_dir is not None:
@@ -42,7 +50,17 @@ def find_instance_map(label_path: Path, instance_dir: Optional[Path] = None) -> 
     cands.append(parent / name)
     if parent.name.endswith("_label"):
         cands.append(parent.parent / (parent.name[: -len("_label")] + "_inst") / name)
-    return next((c for c in cands if c.is_file() and _stem(c) == stem), None)
+    matches = [c for c in cands if c.is_file() and _stem(c) == stem]
+    me = label_path.resolve() if label_path.exists() else None
+    found = next((c for c in matches if c.resolve() != me), None)
+    if found is None and matches:  # only the label map itself matched
+        if instance_dir is not None and Path(instance_dir).resolve() == label_path.parent.resolve():
+            raise DataError(f"{label_path}: --instance-dir {instance_dir} is the label maps' own folder: the label "
+                            "map would be its own instance map; give the folder of the instance maps (or no "
+                            "--instance-dir)")
+        raise DataError(f"{label_path}: is named like its own instance map ({matches[0].name}); give the label map "
+                        "(*_gtFine_labelIds.png), not the instance map")
+    return found
 
 
 def label_ids_from_array(arr: np.ndarray, num_classes: int, merge: Optional[str] = None,
@@ -210,10 +228,10 @@ def model_train_size(meta: Dict) -> Optional[Tuple[int, int]]:
 
 
 def save_rgb(y: torch.Tensor, path: Path) -> None:
-    """Write a (1 or 3, H, W) image in [-1, 1] as 8-bit PNG/JPEG."""
+    """Write a (1 or 3, H, W) image in [-1, 1] as 8-bit PNG/JPEG, atomically
+    (:func:`asapnet.data.io.write_image`: a full disk is a DataError, never a truncated file)."""
     arr = ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr).save(path)
+    write_image(path, arr)
 
 
 def output_name(label_path: Path) -> str:
@@ -243,24 +261,27 @@ def translate_files(model: nn.Module, meta: Dict, inputs: Iterable[Path], out_di
     ``optimize_for_inference(model, precision="bf16" | "fp16")``: the generator inside then runs
     in that dtype (ASAP-Net keeps its ``pixelwise`` mode). Inputs go to ``device`` (default: the
     device of ``model``'s weights; move the model first), outputs come back to the CPU as float32
-    to be saved. ``log`` (default: INFO records of this module's logger) gets one line per file,
-    the skipped files and missing-instance-map warnings; with more than one input a progress bar
-    runs on stderr (:func:`asapnet.console.progress`).
+    to be saved. ``log`` gets one line per file, the skipped files and the missing-instance-map
+    warnings; by default the line per file is an INFO record of this module's logger and the
+    skipped files and warnings are WARNING records (shown with ``asapnet -q``). With more than one
+    input a progress bar runs on stderr (:func:`asapnet.console.progress`). Images are written
+    atomically (:func:`asapnet.data.io.write_image`).
 
     Returns:
         [(output path, milliseconds of the forward pass)] for the files translated.
 
     Raises:
         DataError: a bad input file when ``on_error="stop"`` (outputs already written are kept);
-            with ``on_error="skip"`` the file is reported through ``log`` and skipped.
+            with ``on_error="skip"`` the file is reported through ``log`` and skipped. Also, whatever
+            ``on_error``: an output that cannot be written (e.g. a full disk), an output that would
+            overwrite an input, an ``instance_dir`` that is the label maps' own folder.
     """
-    import logging
-
     from ...checkpoint import require_translator
     from ...console import progress
     from ...inference.optimize import CastInference, model_device, synchronize
 
-    log = log or logging.getLogger(__name__).info
+    info = log or logger.info
+    warn = log or logger.warning
     # a low-precision wrapper: run its generator directly (run_generator needs the ASAP-Net
     # itself for the pixelwise mode), on inputs cast to its dtype
     generator, dtype = (model.model, model.dtype) if isinstance(model, CastInference) else (model, None)
@@ -274,10 +295,10 @@ def translate_files(model: nn.Module, meta: Dict, inputs: Iterable[Path], out_di
     for path in progress(inputs, desc="translate", unit="img") if len(inputs) > 1 else inputs:
         try:
             x = label_to_input(path, num_classes, use_instance, instances[path],
-                               merge=meta.get("label_ids"), log=log)
+                               merge=meta.get("label_ids"), log=warn)
         except DataError as e:
             if on_error == "skip":
-                log(f"skipped {e}")
+                warn(f"skipped {e}")
                 continue
             raise
         x = x.to(device=device, dtype=dtype)
@@ -288,7 +309,7 @@ def translate_files(model: nn.Module, meta: Dict, inputs: Iterable[Path], out_di
         y = y.float().cpu()
         out = Path(out_dir) / output_name(path)
         save_rgb(y[0], out)
-        log(f"{path.name} -> {out} ({y.shape[-1]}x{y.shape[-2]}) in {ms:.0f} ms")
+        info(f"{path.name} -> {out} ({y.shape[-1]}x{y.shape[-2]}) in {ms:.0f} ms")
         done.append((out, ms))
     return done
 
@@ -306,6 +327,7 @@ def cmd_translate(opts: TranslateRunOptions) -> int:
     check_precision(precision, device)
     if opts.threads:
         torch.set_num_threads(opts.threads)
+    check_output_folder(opts.out)  # before any model work
     ckpt = Path(opts.checkpoint) if opts.checkpoint else default_checkpoint()
     model, meta = load_generator(ckpt)
     require_translator(model, meta, ckpt)
@@ -317,7 +339,7 @@ def cmd_translate(opts: TranslateRunOptions) -> int:
                            device=device)
     logger.info(f"wrote {len(done)} image(s) to {opts.out}")
     skipped = len(opts.inputs) - len(done)
-    if skipped:  # --on-error skip: the run went on, but not every input became an image
-        logger.warning(f"skipped {skipped} of {len(opts.inputs)} input(s)")
+    if skipped:  # --on-error skip: the run went on, but not every input became an image (each said why)
+        logger.info(f"skipped {skipped} of {len(opts.inputs)} input(s)")
         return 1
     return 0

@@ -28,6 +28,10 @@ def cmd_train_translate(opts: TranslateTrainOptions) -> int:
 
     precision = opts.precision
     check_precision(precision, opts.device, training=True)  # before any data is read
+    if opts.no_gan and (opts.no_vgg or not opts.lambda_vgg > 0) and not opts.lambda_l1 > 0:
+        raise ValueError(f"no loss term: --no-gan, --no-vgg (or --lambda-vgg 0) and --lambda-l1 {opts.lambda_l1:g} "
+                         "leave the generator nothing to learn; give --lambda-l1 > 0 (e.g. --lambda-l1 1) or drop "
+                         "--no-gan / --no-vgg")
 
     if opts.dataset == "ab":
         full = AlignedABDataset(opts.data, opts.direction, opts.load_size, flip=True)
