@@ -9,6 +9,7 @@ from asapnet import create_model
 from asapnet.config import DiscriminatorConfig, TrainConfig
 from asapnet.data.cityscapes import Pix2PixCityscapes
 from asapnet.metrics.tiles import tile_seam_ratio, within_tile_contrast
+from asapnet.metrics.translation import label_sensitivity
 from asapnet.models.asap import init_asap_hypernetwork
 from asapnet.training.trainer import Trainer
 from asapnet.training.loop import train
@@ -32,11 +33,11 @@ def _short_run(data_root, tmp_path, init: str):
     with torch.no_grad():
         y = G(item["input"][None])
     logged = json.loads((tmp_path / init / "metrics.jsonl").read_text().splitlines()[-1])
-    return y, item, logged
+    return y, item, logged, G
 
 
 def test_short_real_training_keeps_the_hr_stream_pixelwise(data_root, tmp_path):
-    y, item, logged = _short_run(data_root, tmp_path, "hyper")
+    y, item, logged, G = _short_run(data_root, tmp_path, "hyper")
     real_contrast = within_tile_contrast(item["target"][None], item["label"][None], 16)
     contrast = within_tile_contrast(y, item["label"][None], 16)
     assert contrast > 0.1 * real_contrast, (contrast, real_contrast)
@@ -47,8 +48,9 @@ def test_short_real_training_keeps_the_hr_stream_pixelwise(data_root, tmp_path):
 
 
 def test_the_same_run_with_default_head_init_collapses_and_the_figures_show_it(data_root, tmp_path):
-    y, item, logged = _short_run(data_root, tmp_path, "default")
+    y, item, logged, G = _short_run(data_root, tmp_path, "default")
     assert within_tile_contrast(y, item["label"][None], 16) < 2.0
+    assert logged["val/label_sensitivity_hr"] < 0.5  # the flat tiles ignore their labels
     assert tile_seam_ratio(y, 16) > 10
     assert logged["val/seam_ratio"] > 10
 

@@ -319,11 +319,16 @@ class Trainer:
         """PSNR (dB) / SSIM / L1 of full-resolution outputs on ``dataset`` (images scaled to 0-255),
         each the mean over the images (which may differ in size); for label inputs also the
         within-tile class contrast (gray levels) and tile seam ratio of the outputs
-        (``val/tile_contrast``, ``val/seam_ratio``, means over the images)."""
+        (``val/tile_contrast``, ``val/seam_ratio``, means over the images) and how much the output
+        follows each pixel's own label (``val/label_sensitivity``, and for ASAP-Net
+        ``val/label_sensitivity_hr``: the HR stream alone, gray levels;
+        :func:`asapnet.metrics.translation.label_sensitivity`): an HR stream that stops reading
+        its label input shows as ``val/label_sensitivity_hr`` falling towards 0."""
         from ..metrics import psnr_ssim
         from ..metrics.tiles import tile_health
+        from ..metrics.translation import label_sensitivity
         self.G.eval()
-        rows, health = [], []
+        rows, health, sens = [], [], []
         for i in range(len(dataset)):
             item = dataset[i]
             fake = self.G(item["input"][None].to(self.device)).cpu()
@@ -332,12 +337,18 @@ class Trainer:
             if "label" in item:
                 h = tile_health(fake, item["label"][None], self.tile)
                 health.append((h["tile_contrast"], h["seam_ratio"]))
+                if self.num_classes is not None:
+                    sens.append(label_sensitivity(self.G, item["input"][None].to(self.device), self.tile))
         p, s, l1 = (sum(col) / len(rows) for col in zip(*rows))
         out = {"val/psnr": p, "val/ssim": s, "val/l1": l1}
         if health:
             for k, col in zip(("val/tile_contrast", "val/seam_ratio"), zip(*health)):
                 vals = [v for v in col if v == v]  # NaN: no tile with two classes
                 out[k] = sum(vals) / len(vals) if vals else float("nan")
+        for key, name in (("whole", "val/label_sensitivity"), ("hr", "val/label_sensitivity_hr")):
+            vals = [d[key] for d in sens if d[key] is not None]
+            if vals:
+                out[name] = sum(vals) / len(vals)
         return out
 
 
