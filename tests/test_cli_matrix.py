@@ -99,32 +99,22 @@ def _corrupt(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ckpts(tmp_path_factory) -> Dict[str, Any]:
+def ckpts(tmp_path_factory, tiny_checkpoints) -> Dict[str, Any]:
+    """The session's tiny checkpoints (tests/conftest.py; the restorers are ASAP-Net: building them
+    on the meta device, as load_generator does, does not import torch._dynamo, unlike DnCNN /
+    DeblurGAN, 1.5 s per process), plus broken ones and a run folder."""
     d = tmp_path_factory.mktemp("ckpts")
-    out: Dict[str, Any] = {"dncnn": SHIPPED_DNCNN}
+    out: Dict[str, Any] = {"dncnn": SHIPPED_DNCNN, **tiny_checkpoints}
     torch.manual_seed(0)
     cfg = asap_preset("tiny", in_channels=35)
     g = create_model("asap", cfg=cfg)
     meta = {"num_classes": 35, "use_instance": False}
-    save_generator(d / "tiny.safetensors", g, "asap", cfg.to_dict(), meta)
-    out["tiny"] = d / "tiny.safetensors"
     save_generator(d / "unknown.safetensors", g, "nosuchnet", cfg.to_dict(), meta)
     out["unknown"] = d / "unknown.safetensors"
     with torch.no_grad():
         next(iter(g.parameters())).fill_(float("nan"))
     save_generator(d / "nan.safetensors", g, "asap", cfg.to_dict(), meta)
     out["nan"] = d / "nan.safetensors"
-    icfg = asap_preset("tiny", in_channels=36, lr_only_channels=1)
-    save_generator(d / "tiny_inst.safetensors", create_model("asap", cfg=icfg), "asap", icfg.to_dict(),
-                   {"num_classes": 35, "use_instance": True})
-    out["tiny_inst"] = d / "tiny_inst.safetensors"
-    # tiny ASAP-Net restorers (gray denoiser, RGB deblurrer): building them on the meta device, as
-    # load_generator does, does not import torch._dynamo, unlike DnCNN / DeblurGAN (1.5 s per process)
-    for task, ch in (("denoise", 1), ("deblur", 3)):
-        rcfg = asap_preset("tiny", in_channels=ch, out_channels=ch)
-        save_generator(d / f"{task}.safetensors", create_model("asap", cfg=rcfg), "asap", rcfg.to_dict(),
-                       {"task": task})
-        out[task] = d / f"{task}.safetensors"
     # two 32 x 64 label/photo pairs for `train --dataset folders`, and a translate run at step 0
     # of preset 'tiny' on them, as `asapnet train ... --preset tiny --no-gan --no-vgg` writes it
     import json

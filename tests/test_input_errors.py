@@ -14,7 +14,6 @@ import pytest
 import torch
 from PIL import Image
 
-from asapnet.checkpoint import save_generator
 from asapnet.cli import build_parser, main
 from asapnet.config import DiscriminatorConfig, TrainConfig, asap_preset
 from asapnet.data.io import DataError
@@ -43,24 +42,8 @@ def _err_lines(capsys) -> list:
 
 
 @pytest.fixture(scope="module")
-def ckpts(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ckpts")
-    torch.manual_seed(0)
-    out = {}
-    cfg = asap_preset("tiny", in_channels=35)
-    save_generator(d / "tiny.safetensors", create_model("asap", cfg=cfg), "asap", cfg.to_dict(),
-                   {"num_classes": 35, "use_instance": False})
-    out["tiny"] = d / "tiny.safetensors"
-    icfg = asap_preset("tiny", in_channels=36, lr_only_channels=1)
-    save_generator(d / "tiny_inst.safetensors", create_model("asap", cfg=icfg), "asap", icfg.to_dict(),
-                   {"num_classes": 35, "use_instance": True})
-    out["tiny_inst"] = d / "tiny_inst.safetensors"
-    for task, ch in (("denoise", 1), ("deblur", 3)):
-        rcfg = asap_preset("tiny", in_channels=ch, out_channels=ch)
-        save_generator(d / f"{task}.safetensors", create_model("asap", cfg=rcfg), "asap", rcfg.to_dict(),
-                       {"task": task})
-        out[task] = d / f"{task}.safetensors"
-    return out
+def ckpts(tiny_checkpoints):
+    return dict(tiny_checkpoints)
 
 
 # ---------------------------------------------------------------------------------------------

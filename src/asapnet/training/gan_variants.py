@@ -14,7 +14,7 @@ from ..losses.perceptual import VGGContentLoss
 from ..losses.gan import feature_matching_loss, hinge_d_loss, hinge_g_loss, gradient_penalty
 from ..models.deblurgan import PatchCritic
 from ..models.msg_unet import MSGDiscriminator, MSGUNet, pyramid
-from .trainer import Trainer
+from .trainer import Trainer, pixel_losses
 from .batches import _random_region
 
 
@@ -121,10 +121,7 @@ class WGANGPTrainer(Trainer):
                 c = self.content(fake, real)
                 logs["G/content"] = c.item()
                 loss_g = loss_g + self.gp.lambda_content * c
-            if self.gp.lambda_l1 > 0:
-                l1 = (fake - real).abs().mean()
-                logs["G/l1"] = l1.item()
-                loss_g = loss_g + self.gp.lambda_l1 * l1
+            loss_g = loss_g + pixel_losses(fake, real, self.gp.lambda_l1, logs=logs)
         return self.finish_g_step(loss_g, logs, cond, fake, real)
 
 

@@ -258,14 +258,7 @@ class Trainer:
                 v = self.vgg(fake, real)
                 logs["G/vgg"] = v.item()
                 loss_g = loss_g + self.cfg.lambda_vgg * v
-            if self.cfg.lambda_l1 > 0:
-                l1 = (fake - real).abs().mean()
-                logs["G/l1"] = l1.item()
-                loss_g = loss_g + self.cfg.lambda_l1 * l1
-            if self.cfg.lambda_l2 > 0:
-                l2 = (fake - real).pow(2).mean()
-                logs["G/l2"] = l2.item()
-                loss_g = loss_g + self.cfg.lambda_l2 * l2
+            loss_g = loss_g + pixel_losses(fake, real, self.cfg.lambda_l1, self.cfg.lambda_l2, logs)
         return self.finish_g_step(loss_g, logs, cond, fake, real)
 
     def finish_g_step(self, loss_g: torch.Tensor, logs: Dict[str, float], cond: torch.Tensor, fake: torch.Tensor,
@@ -350,6 +343,24 @@ class Trainer:
             if vals:
                 out[name] = sum(vals) / len(vals)
         return out
+
+
+def pixel_losses(fake: torch.Tensor, real: torch.Tensor, lambda_l1: float, lambda_l2: float = 0.0,
+                 logs: Optional[Dict[str, float]] = None) -> torch.Tensor:
+    """lambda_l1 * mean |fake - real| + lambda_l2 * mean (fake - real)^2 (images (N, C, H, W) on the
+    same scale); each term with a positive weight is logged unweighted as ``G/l1`` / ``G/l2``.
+
+    Returns:
+        a 0-dim tensor (0 when both weights are 0).
+    """
+    total = fake.new_zeros(())
+    for name, weight, power in (("G/l1", lambda_l1, 1), ("G/l2", lambda_l2, 2)):
+        if weight > 0:
+            term = (fake - real).abs().pow(power).mean()
+            if logs is not None:
+                logs[name] = term.item()
+            total = total + weight * term
+    return total
 
 
 def _has_batchnorm(m: nn.Module) -> bool:
