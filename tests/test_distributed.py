@@ -78,7 +78,14 @@ def test_torchrun_cli_two_processes(tmp_path, data_root):
            "--master_port", str(_free_port()), "-m", "asapnet", "train", "--data", str(data_root / "cityscapes_samples"),
            "--preset", "tiny", "--load-size", "64x128", "--crop", "32x64", "--steps", "2", "--ndf", "8",
            "--n-layers-d", "3", "--no-vgg", "--out", str(out), "--quiet", "--threads", "1"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert r.returncode == 0, r.stderr[-2000:]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    if r.returncode != 0 and "Signal 6 (SIGABRT)" in r.stderr:
+        # gloo has aborted a worker once in ~20 CI runs on this 2-core machine (not reproduced in 18
+        # direct runs, with or without load); one fresh try keeps a real failure red and shows both
+        print("first torchrun attempt aborted; stderr head:\n" + r.stderr[:3000], file=sys.stderr)
+        cmd[cmd.index("--master_port") + 1] = str(_free_port())
+        r = subprocess.run(cmd + ["--overwrite"], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[:3000] + "\n...\n" + r.stderr[-2000:]
     assert r.stderr.count("done: step 2") == 1  # rank 0 only (log messages: stderr)
     assert (out / "state.safetensors").is_file() and (out / "generator.safetensors").is_file()
