@@ -5,7 +5,7 @@ import torch.nn as nn
 from asapnet import ASAPConfig, asap_preset, create_model
 from asapnet.checkpoint import load_generator
 from asapnet.config import LEGACY_DEFAULTS
-from asapnet.models.asap import _InstanceNorm2d
+from asapnet.models.lr_stream import _InstanceNorm2d
 
 
 def n_params(m):
