@@ -86,17 +86,17 @@ MUTATIONS: List[Mutation] = [
              "models/spade.py", "return self.param_free_norm(x) * (1 + self.mlp_gamma(actv))",
              "return x * (1 + self.mlp_gamma(actv))", ["tests/test_convert.py", "-k", "spade"]),
     Mutation("asap_lr_no_instance_norm", "ASAP LR stream: instance norm removed (affine scale/shift kept)",
-             "models/asap.py", "        return super().forward(x)",
+             "models/lr_stream.py", "        return super().forward(x)",
              "        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1) if self.affine else x",
              ["tests/test_convert.py", "-k", "asap"]),
     Mutation("asap_bilinear_is_nearest", "ASAP param_upsampling='bilinear': all blend weight on the nearest corner",
-             "models/asap.py",
+             "models/hr_stream.py",
              "alpha = torch.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], -1).reshape(T * T, 4)",
              "alpha = torch.stack([(fy < 0.5) * (fx < 0.5), (fy < 0.5) * (fx >= 0.5), (fy >= 0.5) * (fx < 0.5), "
              "(fy >= 0.5) * (fx >= 0.5)], -1).to(x.dtype).reshape(T * T, 4)",
              ["tests/test_param_upsampling.py"]),
     Mutation("hr_split_params_no_sqrt", "HRStream.split_params: 1/sqrt(c_in) weight scaling dropped",
-             "models/asap.py", "p[:, ws].reshape(-1, ci, co) * self.weight_gain(ci)", "p[:, ws].reshape(-1, ci, co)",
+             "models/hr_stream.py", "p[:, ws].reshape(-1, ci, co) * self.weight_gain(ci)", "p[:, ws].reshape(-1, ci, co)",
              ["tests/test_model.py", "-k", "hr_stream"]),
 ]
 
