@@ -247,7 +247,7 @@ def neighborhood(x: torch.Tensor, k: int, region: Optional[Tuple[int, int, int, 
 
 
 # ---------------------------------------------------------------------------------------------
-# The generator
+# The LR stream's input: downsampled by S1 (used by the generator, not by the HR stream)
 # ---------------------------------------------------------------------------------------------
 
 
