@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from asapnet.data.cityscapes import (COLOR_IDS, PALETTE, Pix2PixCityscapes, colors_to_ids, ids_to_colors,
+from asapnet.data.cityscapes import (COLOR_IDS, Pix2PixCityscapes, colors_to_ids, ids_to_colors,
                                      official_pairs)
 from asapnet.data.facades import FacadesCMP
 from asapnet.data.io import DataError

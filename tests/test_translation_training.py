@@ -9,7 +9,6 @@ from asapnet import create_model
 from asapnet.config import DiscriminatorConfig, TrainConfig
 from asapnet.data.cityscapes import Pix2PixCityscapes
 from asapnet.metrics.tiles import tile_seam_ratio, within_tile_contrast
-from asapnet.metrics.translation import label_sensitivity
 from asapnet.models.asap import init_asap_hypernetwork
 from asapnet.training.trainer import Trainer
 from asapnet.training.loop import train
