@@ -1,4 +1,6 @@
 """The Python API: load_model by name or path, Translator on paths, PIL images, arrays and tensors."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -86,3 +88,24 @@ def test_facades_translator_reads_arrays_with_the_files_ids(data_root):
     assert torch.equal(x_path.argmax(1)[0], torch.from_numpy(arr.astype(np.int64) - 1))
     with pytest.raises(DataError, match=r"label id 0 out of range \[1, 12\] \(CMP Facades ids\)"):
         t.encode(arr - 1)
+
+
+def test_translator_takes_a_shipped_name_directly(tmp_path):
+    # the README's one-liner: asapnet.Translator('cityscapes'); t('label.png').save('out.png')
+    src = Image.open(Path(__file__).resolve().parents[1] / "examples/cityscapes/frankfurt_000000_000576_gtFine_labelIds.png")
+    label = tmp_path / "label.png"
+    src.resize((512, 256), Image.NEAREST).save(label)
+    t = asapnet.Translator("cityscapes")
+    assert t.meta == asapnet.Translator.from_pretrained("cityscapes").meta
+    t(label).save(tmp_path / "out.png")
+    out = Image.open(tmp_path / "out.png")
+    assert out.size == (512, 256) and out.mode == "RGB" and np.asarray(out).std() > 10
+
+
+def test_translator_module_needs_its_metadata(tiny):
+    model, meta = asapnet.load_model(tiny)
+    assert asapnet.Translator(model, meta).num_classes == 35
+    with pytest.raises(TypeError, match="metadata"):
+        asapnet.Translator(model)
+    with pytest.raises(TypeError, match="meta only with a model module"):
+        asapnet.Translator(tiny, meta)

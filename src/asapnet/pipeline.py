@@ -87,8 +87,13 @@ class Translator:
     image of the label map's size (``output="pil"``) or a float tensor (3, H, W) in [-1, 1]
     (``output="tensor"``).
 
+    ``Translator("cityscapes")`` (a shipped model name or a ``.safetensors`` path, loaded by
+    :func:`load_model`) and ``Translator.from_pretrained(...)`` are the same.
+
     Args:
-        model, meta: a generator and its metadata (see :func:`load_model`).
+        model: a shipped model name (:func:`shipped_models`), a checkpoint path, or a generator
+            ``nn.Module`` together with its ``meta``.
+        meta: the generator's metadata (see :func:`load_model`); only with a module.
         device: where the model runs; inputs are moved there.
         mode: how inputs larger than the training size are translated
             (:func:`asapnet.tasks.translate.run.run_generator`).
@@ -97,9 +102,17 @@ class Translator:
         asapnet.data.io.DataError: unreadable file, ids out of range, size mismatch.
     """
 
-    def __init__(self, model: nn.Module, meta: Dict[str, Any], device: Union[str, torch.device] = "cpu",
-                 mode: str = "auto"):
+    def __init__(self, model: Union[nn.Module, str, Path] = "cityscapes", meta: Optional[Dict[str, Any]] = None,
+                 device: Union[str, torch.device] = "cpu", mode: str = "auto"):
         from .checkpoint import require_translator
+
+        if isinstance(model, (str, Path)):
+            if meta is not None:
+                raise TypeError("Translator: give meta only with a model module, not with a name or path")
+            model, meta = load_model(model, device)
+        elif meta is None:
+            raise TypeError("Translator(module) needs the module's metadata: Translator(model, meta) with "
+                            "(model, meta) = asapnet.load_model(...), or Translator('cityscapes')")
 
         self.num_classes, self.use_instance = require_translator(model, meta, meta.get("path", "model"))
         self.model, self.meta, self.device, self.mode = model.to(device).eval(), meta, torch.device(device), mode
@@ -109,8 +122,7 @@ class Translator:
     def from_pretrained(cls, name_or_path: Union[str, Path] = "cityscapes", device: Union[str, torch.device] = "cpu",
                         mode: str = "auto") -> "Translator":
         """A translator for a shipped model name (default: the Cityscapes model) or a checkpoint path."""
-        model, meta = load_model(name_or_path, device)
-        return cls(model, meta, device, mode)
+        return cls(name_or_path, None, device, mode)
 
     @staticmethod
     def _array(label: LabelInput) -> Union[Path, np.ndarray]:
