@@ -87,3 +87,13 @@ def progress(iterable: Optional[Iterable] = None, total: Optional[int] = None, d
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=leave,
                 disable=True if _quiet else None, **kwargs)
+
+
+def skipped_status(given: int, done: int, logger: logging.Logger) -> int:
+    """Exit status of a command that turned ``done`` of ``given`` input files into outputs
+    (translate, denoise, deblur): 0, or 1 when some were skipped (``--on-error skip``; each was
+    reported as a WARNING when it was skipped, the count goes to ``logger`` as INFO)."""
+    if done < given:
+        logger.info(f"skipped {given - done} of {given} input(s)")
+        return 1
+    return 0

@@ -245,6 +245,21 @@ def check_output_paths(plan: Sequence[Tuple[PathLike, Sequence[PathLike]]], prot
             owner[r] = src
 
 
+def check_parent_folders(path: PathLike, action: str) -> None:
+    """Refuse a ``path`` to be created whose nearest existing ancestor is not a folder (a regular
+    file on the way: ``notes.txt/out.png``), before any work.
+
+    Raises:
+        DataError: ``"<path>: cannot <action>: <ancestor> is a regular file"``.
+    """
+    path = Path(path)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise DataError(f"{path}: cannot {action}: {parent} is a regular file")
+            return
+
+
 def check_output_folder(out: PathLike, option: str = "-o") -> None:
     """Refuse an output folder ``out`` that is an existing file, or lies below one, before any
     model work (the folder itself is created when the first image is written).
@@ -257,11 +272,7 @@ def check_output_folder(out: PathLike, option: str = "-o") -> None:
         if not out.is_dir():
             raise DataError(f"{out}: {option} must be a folder and this is an existing file; choose another {option}")
         return
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise DataError(f"{out}: cannot create the {option} folder: {parent} is a regular file")
-            return
+    check_parent_folders(out, f"create the {option} folder")
 
 
 #: Pillow format written for each output suffix :func:`write_image` accepts.

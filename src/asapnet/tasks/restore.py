@@ -5,8 +5,7 @@ taken as the clean reference), runs the model, saves ``<stem>.png`` (and ``<stem
 for the degraded input) and logs one line per file. The task modules pass their own reader,
 degradation, forward, writer and metric (:func:`asapnet.tasks.deblur.run.deblur_files`,
 :func:`asapnet.tasks.denoise.run.denoise_files`). Also shared by both commands: the check that a
-checkpoint is a restorer of the task (:func:`require_restorer`) and the exit status after
-``--on-error skip`` (:func:`skipped_status`).
+checkpoint is a restorer of the task (:func:`require_restorer`).
 """
 from __future__ import annotations
 
@@ -130,11 +129,3 @@ def require_restorer(model: "nn.Module", meta: Dict[str, Any], path: PathLike, t
             raise ValueError(f"{path}: its {name} generator {what} {n} channel(s); 'asapnet {task}' needs a "
                              f"{kind} image-to-image model")
 
-
-def skipped_status(given: int, done: int, logger: logging.Logger) -> int:
-    """Exit status of a command that restored ``done`` of ``given`` files: 0, or 1 when some were
-    skipped (``--on-error skip``; each was reported as it was skipped, the count is INFO)."""
-    if done < given:
-        logger.info(f"skipped {given - done} of {given} input(s)")
-        return 1
-    return 0

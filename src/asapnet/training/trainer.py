@@ -111,10 +111,8 @@ class Trainer:
             ValueError: no loss term.
         """
         cfg = self.cfg
-        if type(self).train_step is Trainer.train_step and not (
-                cfg.gan or cfg.lambda_vgg > 0 or cfg.lambda_l1 > 0 or cfg.lambda_l2 > 0):
-            raise ValueError("no loss term: gan=False and lambda_vgg, lambda_l1, lambda_l2 all 0 leave the generator "
-                             "nothing to learn (command line: drop --no-gan / --no-vgg or give --lambda-l1 > 0)")
+        if type(self).train_step is Trainer.train_step:
+            require_loss_term(cfg.gan, cfg.lambda_vgg, cfg.lambda_l1, cfg.lambda_l2)
 
     # -- checkpoints --------------------------------------------------------------------------
     def meta(self) -> Dict[str, Any]:
@@ -343,6 +341,18 @@ class Trainer:
             if vals:
                 out[name] = sum(vals) / len(vals)
         return out
+
+
+def require_loss_term(gan: bool, lambda_vgg: float, lambda_l1: float, lambda_l2: float = 0.0) -> None:
+    """Refuse a loss configuration of :meth:`Trainer.train_step` without any term (no GAN loss and
+    every weight 0): the generator would have nothing to learn.
+
+    Raises:
+        ValueError: one line naming the command-line options that switch a term on.
+    """
+    if not (gan or lambda_vgg > 0 or lambda_l1 > 0 or lambda_l2 > 0):
+        raise ValueError("no loss term: gan=False and lambda_vgg, lambda_l1, lambda_l2 all 0 leave the generator "
+                         "nothing to learn (command line: drop --no-gan / --no-vgg or give --lambda-l1 > 0)")
 
 
 def pixel_losses(fake: torch.Tensor, real: torch.Tensor, lambda_l1: float, lambda_l2: float = 0.0,

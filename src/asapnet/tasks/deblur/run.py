@@ -11,7 +11,8 @@ import torch.nn as nn
 from ...data.blur_kernels import BlurConfig
 from ...data.blur import load_rgb, deterministic_blur, to_uint8_image
 from ...data.io import PathLike, check_output_folder, write_image
-from ..restore import require_restorer, restore_files, skipped_status
+from ...console import skipped_status
+from ..restore import require_restorer, restore_files
 from .evaluate import measure, run_model
 from .config import DeblurRunOptions
 

@@ -12,7 +12,8 @@ import torch.nn as nn
 from ...data.denoise import deterministic_noisy, read_gray
 from ...data.io import PathLike, check_output_folder, write_image
 from ...options import ASAP_DENOISE_CHECKPOINT as ASAP_CHECKPOINT, DNCNN_CHECKPOINT, SADNET_CHECKPOINT
-from ..restore import require_restorer, restore_files, skipped_status
+from ...console import skipped_status
+from ..restore import require_restorer, restore_files
 from .build import run_denoiser, shipped_checkpoint, to_uint8_scale
 from .evaluate import measure
 from .config import DenoiseRunOptions

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ...data.io import DataError
+from ...data.io import DataError, check_parent_folders
 from ...inference.onnx import check_opset, export_onnx, verify_onnx
 from .run import default_checkpoint
 from .config import TranslateExportOptions
@@ -28,11 +28,7 @@ def cmd_export(opts: TranslateExportOptions) -> int:
         raise DataError(f"{out}: is a directory; -o takes the .onnx file to write (e.g. {out / 'generator.onnx'})")
     if out.exists() and not out.is_file():
         raise DataError(f"{out}: is not a regular file; -o takes the .onnx file to write")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise DataError(f"{out}: cannot write the .onnx file: {parent} is a regular file")
-            break
+    check_parent_folders(out, "write the .onnx file")
     if opts.threads:
         torch.set_num_threads(opts.threads)
     ckpt = Path(opts.checkpoint) if opts.checkpoint else default_checkpoint()

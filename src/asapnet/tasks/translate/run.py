@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...console import skipped_status
 from ...data.cityscapes import COLOR_IDS, NUM_LABEL_IDS, colors_to_ids
 from ...data.datasets import _stem
 from ...data.io import DataError, check_output_folder, check_output_paths, read_image, read_label, write_image
@@ -338,8 +339,4 @@ def cmd_translate(opts: TranslateRunOptions) -> int:
     done = translate_files(model, meta, opts.inputs, Path(opts.out), opts.instance_dir, opts.on_error, mode=opts.mode,
                            device=device)
     logger.info(f"wrote {len(done)} image(s) to {opts.out}")
-    skipped = len(opts.inputs) - len(done)
-    if skipped:  # --on-error skip: the run went on, but not every input became an image (each said why)
-        logger.info(f"skipped {skipped} of {len(opts.inputs)} input(s)")
-        return 1
-    return 0
+    return skipped_status(len(opts.inputs), len(done), logger)  # --on-error skip: 1 when any was skipped

@@ -22,16 +22,14 @@ def cmd_train_translate(opts: TranslateTrainOptions) -> int:
     from ...models import create_model
     import torch
 
-    from ...training.trainer import Trainer
+    from ...training.trainer import Trainer, require_loss_term
     from ...training.loop import train
     from ...training.run_dir import prepare_run_dir
 
     precision = opts.precision
     check_precision(precision, opts.device, training=True)  # before any data is read
-    if opts.no_gan and (opts.no_vgg or not opts.lambda_vgg > 0) and not opts.lambda_l1 > 0:
-        raise ValueError(f"no loss term: --no-gan, --no-vgg (or --lambda-vgg 0) and --lambda-l1 {opts.lambda_l1:g} "
-                         "leave the generator nothing to learn; give --lambda-l1 > 0 (e.g. --lambda-l1 1) or drop "
-                         "--no-gan / --no-vgg")
+    # before any data is read (train() checks the trainer's config again)
+    require_loss_term(not opts.no_gan, 0.0 if opts.no_vgg else opts.lambda_vgg, opts.lambda_l1)
 
     if opts.dataset == "ab":
         full = AlignedABDataset(opts.data, opts.direction, opts.load_size, flip=True)
